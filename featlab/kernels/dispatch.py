@@ -9,7 +9,11 @@ environment variable ``FEATLAB_KERNELS`` overrides it:
   switched on (``TRITON_INTERPRET=1``) before any kernel is compiled; :func:`load_triton`
   switches it on itself when no kernel module has been imported yet.
 
-Nothing here imports triton at module level, so ``import featlab.kernels`` stays light.
+Matching Pursuit's Gram pick loop and value replay also have CPU kernels compiled by numba
+(:mod:`featlab.kernels._numba_pursuit`); :func:`cpu_kernels_for` says when they run, and
+``FEATLAB_KERNELS=torch`` turns them off too.
+
+Nothing here imports triton or numba at module level, so ``import featlab.kernels`` stays light.
 """
 
 from __future__ import annotations
@@ -43,6 +47,27 @@ def triton_available() -> bool:
     if "triton" in sys.modules:
         return True
     return importlib.util.find_spec("triton") is not None
+
+
+def numba_available() -> bool:
+    """True when numba (the CPU kernels' compiler) can be imported, without importing it."""
+    if "numba" in sys.modules:
+        return True
+    return importlib.util.find_spec("numba") is not None
+
+
+def cpu_kernels_for(*tensors: torch.Tensor | None) -> bool:
+    """Whether an op with a numba CPU kernel runs it on ``tensors``: all on the CPU, float32
+    or float64 alike, numba installed, and ``FEATLAB_KERNELS`` not ``torch``."""
+    present = [t for t in tensors if t is not None]
+    floats = {t.dtype for t in present if t.is_floating_point()}
+    return (
+        requested_backend() != "torch"
+        and all(t.device.type == "cpu" for t in present)
+        and len(floats) == 1
+        and floats <= {torch.float32, torch.float64}
+        and numba_available()
+    )
 
 
 def backend_for(*tensors: torch.Tensor | None) -> Backend:
