@@ -115,6 +115,11 @@ class SparseAutoencoder(nn.Module):
             self.W_enc.copy_(w.T)
             self.b_enc.zero_()
 
+    def init_from_sample(self, sample: Tensor, b_dec_init: str = "geometric_median") -> None:
+        """Data-dependent initialisation from the first training batch ``sample``
+        ``[n, d_in]`` (the same rows on every rank): b_dec; kinds may add more."""
+        self.init_b_dec(sample, b_dec_init)
+
     @torch.no_grad()
     def init_b_dec(self, sample: Tensor, method: str = "geometric_median") -> None:
         """Set b_dec from ``sample`` ``[n, d_in]``: "geometric_median" (Weiszfeld), "mean" or

@@ -10,8 +10,10 @@ steps (``inference_steps``). The step order and stopping test are those of SAELe
 "matching_pursuit" architecture, so an exported SAE reconstructs identically there.
 
 Speed: the reconstruction is x - r_T, so the decoder costs nothing, and nothing of size
-``[N, d_sae]`` is kept for backward; each step is one ``[N, d_in] x [d_in, d_sae]`` product
-and an argmax.
+``[N, d_sae]`` is kept for backward. Training chooses the atoms through the Gram matrix
+(:func:`featlab.kernels.pursuit.gram_select`, one ``[N, d_sae]`` pass per step instead of a
+product) and replays the values with a sparse backward
+(:func:`featlab.kernels.pursuit.pursuit_replay`); both run numba kernels on CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from featlab.kernels.pursuit import argmax_rows, gram_select, pursuit_replay
 from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput
 
 
@@ -28,49 +31,19 @@ from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput
 class MatchingPursuitHparams:
     """residual_tol: a row stops once ||r|| < residual_tol (0: always run every step).
     inference_steps: steps at inference (None: k). stop_on_duplicate_support: also stop a row
-    whose support did not grow in a step (SAELens's default; off for featlab training)."""
+    whose support did not grow in a step (SAELens's default; off for featlab training).
+    atom_init: "data" starts the atoms at distinct normalised rows ``x - b_dec`` of the first
+    training batch (atoms beyond the batch size keep their random start), as dictionary
+    learning usually does; "random": uniform random unit vectors, as SAELens does."""
 
     residual_tol: float = 0.0
     inference_steps: int | None = None
     stop_on_duplicate_support: bool = False
+    atom_init: str = "data"
 
-
-def argmax_rows(c: Tensor, block: int = 64) -> Tensor:
-    """First index of the maximum of each row of ``c`` ``[N, F]`` -> ``[N]``.
-
-    Same result as ``c.argmax(1)`` but about 3x faster on CPU, where argmax is not vectorised
-    and amax is: block maxima first, then an argmax over the winning block only.
-    """
-    n, f = c.shape
-    if f % block or f < 4 * block:
-        return c.argmax(1)
-    blocks = c.view(n, f // block, block)
-    b = blocks.amax(-1).argmax(1)
-    inner = blocks[torch.arange(n, device=c.device), b].argmax(1)
-    return b * block + inner
-
-
-def gram_select(c: Tensor, G: Tensor, steps: int, chunk: int = 256) -> Tensor:
-    """Atoms chosen by ``steps`` pursuit steps -> ``[N, steps]``, from the initial correlations
-    ``c = r0 W_dec^T`` ``[N, d_sae]`` (overwritten) and the Gram matrix ``G`` ``[d_sae, d_sae]``.
-
-    Each step: j = argmax c, v = ReLU(c_j), c -= v G[j] (the residual update seen through W_dec).
-    Rows are handled in chunks of ``chunk`` so that a chunk's correlations stay in cache over
-    all steps; that is what makes this faster than one pass over ``[N, d_sae]`` per step.
-    """
-    n, d_sae = c.shape
-    chosen = torch.empty(n, steps, dtype=torch.long, device=c.device)
-    buf = torch.empty(min(chunk, n), d_sae, dtype=c.dtype, device=c.device)
-    for lo in range(0, n, chunk):
-        cc = c[lo : lo + chunk]
-        b = buf[: cc.shape[0]]
-        for t in range(steps):
-            j = argmax_rows(cc)
-            v = cc.gather(1, j[:, None]).clamp_(min=0)
-            chosen[lo : lo + chunk, t] = j
-            torch.index_select(G, 0, j, out=b)
-            cc.addcmul_(v, b, value=-1.0)
-    return chosen
+    def __post_init__(self) -> None:
+        if self.atom_init not in ("data", "random"):
+            raise ValueError(f"atom_init={self.atom_init!r}; valid: 'data', 'random'")
 
 
 class MatchingPursuitSAE(SparseAutoencoder):
@@ -82,6 +55,26 @@ class MatchingPursuitSAE(SparseAutoencoder):
     def W_enc(self) -> Tensor:  # type: ignore[override]
         """``[d_in, d_sae]`` view of the tied dictionary."""
         return self.W_dec.T
+
+    @torch.no_grad()
+    def init_from_sample(self, sample: Tensor, b_dec_init: str = "geometric_median") -> None:
+        """b_dec, then (``atom_init="data"``) atoms at distinct rows of ``sample - b_dec``.
+
+        Why: a random atom in a d_in-dimensional space starts nearly orthogonal to the data
+        and may never win a pick; atoms drawn from the data all start in its span. With the
+        same 60 steps this lowers the final FVU by ~4% on superposition data
+        (docs/sae_pipeline.md)."""
+        super().init_from_sample(sample, b_dec_init)
+        if self.hp.atom_init != "data":
+            return
+        # repeated activations (a BOS position, say) would give tied duplicate atoms
+        rows = torch.unique(self._flat(sample)[0].to(self.W_dec.dtype), dim=0) - self.b_dec
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        pick = torch.randperm(rows.shape[0], generator=gen)[: self.d_sae].to(rows.device)
+        atoms = rows[pick]
+        norms = atoms.norm(dim=-1, keepdim=True)
+        keep = norms[:, 0] > 1e-6 * norms.max().clamp(min=1e-30)  # rows at b_dec say nothing
+        self.W_dec[: int(keep.sum())] = atoms[keep] / norms[keep]
 
     def _use_gram(self, n_rows: int, steps: int) -> bool:
         """Whether updating correlations through the Gram matrix beats recomputing them:
@@ -113,18 +106,11 @@ class MatchingPursuitSAE(SparseAutoencoder):
             G = W @ W.T if gram else None
             rows_buf = torch.empty_like(c) if gram and done is not None else None
         if gram and done is None:
-            # choose every atom first (no grad, cache-sized row chunks), then replay the
-            # values with autograd on [N, d_in] tensors only
-            with torch.no_grad():
-                chosen = gram_select(c, G, steps)
-            for step in range(steps):
-                j = chosen[:, step]
-                atom = W.index_select(0, j)
-                v = (r * atom).sum(-1).relu()
-                r = r - v[:, None] * atom
-                vals.append(v)
-                idxs.append(j)
-            return torch.stack(vals, 1), chosen, r
+            # choose every atom first (no grad), then replay the values with autograd on
+            # [N, d_in] tensors only
+            chosen = gram_select(c, G, steps)
+            vals_t, r = pursuit_replay(r, W, chosen)
+            return vals_t, chosen, r
         for step in range(steps):
             with torch.no_grad():
                 if step > 0 and not gram:

@@ -191,7 +191,7 @@ def train_saes(
         if step == 0:
             sample = _gather_rows(x) if world > 1 else x
             for sae in saes:
-                sae.init_b_dec(sample, tcfg.b_dec_init)
+                sae.init_from_sample(sample, tcfg.b_dec_init)
         scale = lr_scale(step, n_steps, warmup, tcfg.decay_frac)
         log_now = bar is not None and (step % 10 == 0 or step == n_steps - 1)
         logs = [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from featlab.sae import build_sae, make_config, train_sae
-from featlab.sae.matching_pursuit import argmax_rows
 
 
 def _mp(k: int = 4, **hp):
@@ -87,12 +87,24 @@ def test_more_inference_steps_lower_the_error():
     torch.testing.assert_close(norms, torch.ones_like(norms), atol=1e-5, rtol=0)
 
 
-def test_argmax_rows_equals_argmax():
-    torch.manual_seed(5)
-    for shape in ((7, 512), (3, 100), (9, 4096)):
-        c = torch.randn(shape)
-        assert torch.equal(argmax_rows(c), c.argmax(1))
-    c = torch.zeros(4, 512)
-    c[:, 300] = 1.0
-    c[:, 400] = 1.0
-    assert torch.equal(argmax_rows(c), torch.full((4,), 300))
+def test_data_atom_init_uses_distinct_centred_rows_of_the_first_batch():
+    sae = _mp(k=2)
+    x = torch.randn(30, 16)
+    x[1] = x[0]  # a repeated activation must not become two tied atoms
+    sae.init_from_sample(x, "mean")
+    centred = torch.unique(x, dim=0) - x.mean(0)
+    unit = centred / centred.norm(dim=-1, keepdim=True)
+    # 29 distinct rows for 48 atoms: 29 atoms come from the data, 19 keep their random start
+    cos = sae.W_dec @ unit.T
+    assert int((cos.amax(1) > 1 - 1e-5).sum()) == 29
+    norms = sae.W_dec.norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+
+
+def test_random_atom_init_keeps_the_random_dictionary():
+    sae = _mp(k=2, atom_init="random")
+    before = sae.W_dec.detach().clone()
+    sae.init_from_sample(torch.randn(30, 16))
+    assert torch.equal(sae.W_dec, before)
+    with pytest.raises(ValueError, match="atom_init"):
+        _mp(atom_init="kmeans")
