@@ -70,6 +70,17 @@ def cpu_kernels_for(*tensors: torch.Tensor | None) -> bool:
     )
 
 
+def sync_numba_threads() -> None:
+    """Give the next numba kernel calls torch's thread count (at most numba's pool size).
+
+    The kernels run on the OpenMP team torch already uses (numba's OpenMP layer resolves
+    ``libgomp.so.1`` to torch's copy), so this keeps the two from oversubscribing the cores.
+    """
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
 def backend_for(*tensors: torch.Tensor | None) -> Backend:
     """The backend an op on ``tensors`` runs with (``None`` entries are ignored).
 

@@ -28,7 +28,13 @@ from featlab.kernels._checks import (
     check_same_device,
     raise_mismatch,
 )
-from featlab.kernels.dispatch import Backend, backend_for, load_triton
+from featlab.kernels.dispatch import (
+    Backend,
+    backend_for,
+    cpu_kernels_for,
+    load_triton,
+    sync_numba_threads,
+)
 
 
 class TopKOutput(NamedTuple):
@@ -66,16 +72,52 @@ def preacts_reference(
 
 
 def select_topk(
-    pre: torch.Tensor, k: int, aux_k: int = 0, dead_mask: torch.Tensor | None = None
+    pre: torch.Tensor,
+    k: int,
+    aux_k: int = 0,
+    dead_mask: torch.Tensor | None = None,
+    *,
+    cpu_kernel: bool = False,
 ) -> TopKOutput:
-    """The reference's selection from dense ``pre [B, d_sae]``: top-k, ReLU, AuxK."""
-    top = pre.topk(k, dim=1)
+    """The selection from dense ``pre [B, d_sae]``: top-k, ReLU, AuxK.
+
+    ``torch.topk`` (the reference), or with ``cpu_kernel`` the numba row top-k of
+    :mod:`featlab.kernels._numba_sparse` (the same values; ties to the lower index).
+    """
+    topk = _topk_numba if cpu_kernel and pre.shape[0] > 0 else _topk_torch
+    values, indices = topk(pre, k, None)
     aux_values = aux_indices = None
     if aux_k > 0:
         assert dead_mask is not None
-        aux = pre.masked_fill(~dead_mask.bool()[None, :], float("-inf")).topk(aux_k, dim=1)
-        aux_values, aux_indices = aux.values.relu(), aux.indices
-    return TopKOutput(top.values.relu(), top.indices, aux_values, aux_indices)
+        aux_values, aux_indices = topk(pre, aux_k, dead_mask.bool())
+        aux_values = aux_values.relu()
+    return TopKOutput(values.relu(), indices, aux_values, aux_indices)
+
+
+def _topk_torch(
+    pre: torch.Tensor, k: int, allowed: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if allowed is not None:
+        pre = pre.masked_fill(~allowed[None, :], float("-inf"))
+    top = pre.topk(k, dim=1)
+    return top.values, top.indices
+
+
+def _topk_numba(
+    pre: torch.Tensor, k: int, allowed: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from featlab.kernels import _numba_sparse as nb
+
+    dense = pre.detach().contiguous()
+    values = torch.empty(pre.shape[0], k, dtype=pre.dtype)
+    indices = torch.empty(pre.shape[0], k, dtype=torch.int64)
+    mask = torch.ones(1, dtype=torch.bool) if allowed is None else allowed.contiguous()
+    sync_numba_threads()
+    nb.topk_rows(dense.numpy(), k, mask.numpy(), allowed is not None, values.numpy(),
+                 indices.numpy())  # fmt: skip
+    # values gathered from pre keep its autograd graph (the reference is differentiable);
+    # slots without a candidate stay -inf, as in a -inf-masked torch.topk
+    return torch.where(values == float("-inf"), values, pre.gather(1, indices)), indices
 
 
 class TopKEncode(torch.autograd.Function):
@@ -94,8 +136,9 @@ class TopKEncode(torch.autograd.Function):
         backend: Backend,
         pre: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        fast = backend == "torch" and cpu_kernels_for(x, W_enc)
         if backend == "torch" and pre is not None:  # dense pre-activations already at hand
-            ref = select_topk(pre, k, aux_k, dead_mask)
+            ref = select_topk(pre, k, aux_k, dead_mask, cpu_kernel=fast)
             vals, idx = ref.values, ref.indices
             if aux_k > 0:
                 avals, aidx = ref.aux_values, ref.aux_indices
@@ -108,9 +151,8 @@ class TopKEncode(torch.autograd.Function):
                 x, W_enc, b_enc, b_dec, k, aux_k, dead_mask
             )
         else:
-            ref = topk_encode_reference(
-                x, W_enc, b_enc, k, b_dec=b_dec, aux_k=aux_k, dead_mask=dead_mask
-            )
+            pre = preacts_reference(x, W_enc, b_enc, b_dec)
+            ref = select_topk(pre, k, aux_k, dead_mask, cpu_kernel=fast)
             vals, idx = ref.values, ref.indices
             if aux_k > 0:
                 avals, aidx = ref.aux_values, ref.aux_indices

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from featlab.kernels._checks import acc_dtype
-from featlab.kernels.dispatch import Backend, load_triton
+from featlab.kernels.dispatch import Backend, cpu_kernels_for, load_triton, sync_numba_threads
 
 
 class Segments(NamedTuple):
@@ -127,6 +127,30 @@ def coo_segment_sum(
     return torch.sparse.mm(S, src)
 
 
+def segment_sum(
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    weights: torch.Tensor,
+    src: torch.Tensor,
+    n_latents: int,
+) -> torch.Tensor:
+    """:func:`coo_segment_sum`, on CPU by the numba kernel
+    (:func:`featlab.kernels._numba_sparse.segment_sum`: a counting sort, then one thread per
+    output row in entry order). Deterministic either way; the kernel skips torch's coalescing
+    and measured 5x faster at d_sae 1024, nnz 8192, d 64."""
+    if not cpu_kernels_for(weights, src) or src.shape[0] == 0:
+        return coo_segment_sum(rows, cols, weights, src, n_latents)
+    from featlab.kernels import _numba_sparse as nb
+
+    out = torch.empty(n_latents, src.shape[1], dtype=src.dtype)
+    sync_numba_threads()
+    nb.segment_sum(
+        rows.contiguous().numpy(), cols.contiguous().numpy(),
+        weights.detach().contiguous().numpy(), src.detach().contiguous().numpy(), out.numpy(),
+    )  # fmt: skip
+    return out
+
+
 def segment_outer(
     src: torch.Tensor,
     weights: torch.Tensor,
@@ -145,7 +169,7 @@ def segment_outer(
     latents never indexed, and (``with_sum``) ``sums [n_latents]`` of the weights per latent.
 
     Triton: counting sort into segments, one program per block of latents, fixed order.
-    Torch: :func:`coo_segment_sum` (a sparse ``[n_latents, B] x [B, d]`` product), which is
+    Torch: :func:`segment_sum` (the numba kernel on CPU, else a sparse product), which is
     deterministic on CPU; on CUDA torch's sparse kernels use atomics, which is why the GPU
     path is the Triton one.
     """
@@ -160,7 +184,7 @@ def segment_outer(
     # Entries with a zero weight add nothing; BatchTopK's [B, w] candidates are mostly such
     # (unselected) and ReLU zeros are common, so dropping them first shrinks the sparse product.
     keep = (flat_w != 0).nonzero()[:, 0]
-    acc = coo_segment_sum(keep // S, flat_idx[keep], flat_w[keep], src.to(dt), n_latents)
+    acc = segment_sum(keep // S, flat_idx[keep], flat_w[keep], src.to(dt), n_latents)
     sums = None
     if with_sum:
         sums = torch.bincount(flat_idx[keep], weights=flat_w[keep], minlength=n_latents)

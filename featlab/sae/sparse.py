@@ -85,7 +85,7 @@ class _SelectedPreacts(torch.autograd.Function):
         need_x, need_bdec, need_w, need_benc = ctx.needs_input_grad[:4]
         gx = gbdec = gw = gbenc = None
         if need_w:
-            gw = segments.coo_segment_sum(flat_rows, flat_cols, flat_g, x - b_dec, ctx.d_sae).t()
+            gw = segments.segment_sum(flat_rows, flat_cols, flat_g, x - b_dec, ctx.d_sae).t()
         if need_benc or need_bdec:
             gbenc_full = torch.bincount(flat_cols, weights=flat_g, minlength=ctx.d_sae)
             gbenc_full = gbenc_full.to(g.dtype)
@@ -97,7 +97,7 @@ class _SelectedPreacts(torch.autograd.Function):
                 gx = segments.gather_rows(g, cols, W_enc, None, transposed=True, backend="torch")
             else:  # dx[n] = sum over entries of row n of g * W_enc[:, col]
                 table = W_enc.t().contiguous()
-                gx = segments.coo_segment_sum(flat_cols, flat_rows, flat_g, table, n)
+                gx = segments.segment_sum(flat_cols, flat_rows, flat_g, table, n)
         return gx, gbdec, gw, gbenc, None, None, None
 
 
