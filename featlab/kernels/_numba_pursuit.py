@@ -9,7 +9,8 @@ chosen atoms are read. Rows are independent, so each kernel is a ``prange`` over
 Threads: numba's OpenMP layer resolves ``libgomp.so.1`` to the copy torch already loaded, so
 the kernels run on torch's own OpenMP team. Plain Python threads would not: torch's workers
 keep spinning for milliseconds after each parallel op and take the second core from them.
-:func:`set_threads` matches numba's thread count to torch's.
+Callers match numba's thread count to torch's with
+:func:`featlab.kernels.dispatch.sync_numba_threads`.
 
 The kernels work in place on contiguous NumPy views of torch tensors. They compile on the
 first call (a few seconds) and are cached on disk by numba afterwards.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 from numba import njit, prange
 
 _JIT = dict(nogil=True, cache=True, boundscheck=False, parallel=True)
@@ -95,10 +95,9 @@ def select(c: Any, G: Any, steps: int, chosen: Any) -> None:
 
 
 @njit(**_JIT_DOT)
-def replay(r: Any, W: Any, chosen: Any, vals: Any, before: Any) -> None:
+def replay(r: Any, W: Any, chosen: Any, vals: Any) -> None:
     """Replay the chosen atoms on residuals ``r`` ``[N, d]`` (in place, ending at r_T):
-    ``vals[i, t] = ReLU(<r, W[j]>)``, ``r -= vals[i, t] * W[j]``; ``before[i, t]`` keeps
-    the residual each step started from (the backward pass needs it)."""
+    ``vals[i, t] = ReLU(<r, W[j]>)``, ``r -= vals[i, t] * W[j]``."""
     d = r.shape[1]
     steps = chosen.shape[1]
     for i in prange(r.shape[0]):
@@ -110,27 +109,28 @@ def replay(r: Any, W: Any, chosen: Any, vals: Any, before: Any) -> None:
                 s += ri[f] * a[f]
             vals[i, t] = max(s, 0.0)
             v = vals[i, t]  # rounded to the storage dtype, as the torch reference's value
-            before[i, t] = ri
             for f in range(d):
                 ri[f] -= v * a[f]
 
 
 @njit(**_JIT_DOT)
 def replay_backward(
-    g: Any, g_vals: Any, W: Any, chosen: Any, vals: Any, before: Any, g_atoms: Any
+    g: Any, g_vals: Any, W: Any, chosen: Any, vals: Any, r: Any, g_atoms: Any
 ) -> None:
     """Backward of :func:`replay`.
 
-    In: ``g`` ``[N, d]`` = dL/dr_T, ``g_vals`` ``[N, T]`` = dL/dvals. Out: ``g`` becomes
-    dL/dr_0, ``g_atoms[i, t]`` = dL/dW[chosen[i, t]] from this use, and ``g_vals`` is
-    overwritten (with dL/dv before the ReLU). With r_t = r_{t-1} -
-    v_t a_t and v_t = ReLU(<r_{t-1}, a_t>), walking t backwards:
+    In: ``g`` ``[N, d]`` = dL/dr_T, ``g_vals`` ``[N, T]`` = dL/dvals, ``r`` = r_T. Out: ``g``
+    becomes dL/dr_0, ``g_atoms[i, t]`` = dL/dW[chosen[i, t]] from this use; ``g_vals`` and
+    ``r`` are scratch (``r`` ends near r_0). With r_t = r_{t-1} - v_t a_t and
+    v_t = ReLU(<r_{t-1}, a_t>), walking t backwards: r_{t-1} = r_t + v_t a_t (rebuilt rather
+    than stored: one rounding per step, far below the gradient's own error);
     dv = g_vals_t - <g, a_t> (0 where v_t = 0); dL/da_t = -v_t g + dv r_{t-1}; g += dv a_t.
     """
     d = g.shape[1]
     steps = chosen.shape[1]
     for i in prange(g.shape[0]):
         gi = g[i]
+        rb = r[i]
         for t in range(steps - 1, -1, -1):
             a = W[chosen[i, t]]
             v = vals[i, t]
@@ -141,14 +141,9 @@ def replay_backward(
             # below run in that dtype
             g_vals[i, t] = g_vals[i, t] - s if v > 0 else 0.0
             dv = g_vals[i, t]
-            rb = before[i, t]
             ga = g_atoms[i, t]
             for f in range(d):
+                rb[f] += v * a[f]
                 ga[f] = dv * rb[f] - v * gi[f]
             for f in range(d):
                 gi[f] += dv * a[f]
-
-
-def set_threads(threads: int) -> None:
-    """Use ``threads`` threads (at most numba's pool size) for the next kernel calls."""
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))

@@ -29,8 +29,9 @@ import torch
 from torch import Tensor
 
 from featlab.kernels._checks import check_dim, check_index
-from featlab.kernels.dispatch import backend_for, cpu_kernels_for
+from featlab.kernels.dispatch import backend_for, cpu_kernels_for, sync_numba_threads
 from featlab.kernels.encode import topk_encode
+from featlab.kernels.segments import segment_sum
 
 
 @torch.no_grad()
@@ -112,7 +113,7 @@ def gram_select(c: Tensor, G: Tensor, steps: int) -> Tensor:
 
     scratch = c if c.is_contiguous() else c.contiguous()
     chosen = torch.empty(c.shape[0], steps, dtype=torch.long)
-    nb.set_threads(torch.get_num_threads())
+    sync_numba_threads()
     nb.select(scratch.numpy(), G.contiguous().numpy(), steps, chosen.numpy())
     return chosen
 
@@ -137,43 +138,42 @@ def pursuit_replay_reference(r0: Tensor, W_dec: Tensor, chosen: Tensor) -> tuple
 class PursuitReplay(torch.autograd.Function):
     """The numba replay with its hand-written backward (see ``_numba_pursuit.replay_backward``).
 
-    The decoder gradient is summed over uses with ``index_add_``, which on CPU adds the rows
-    in index order: two runs give bit-identical gradients.
+    The decoder gradient is summed per atom by :func:`featlab.kernels.segments.segment_sum`
+    in a fixed order: two runs give bit-identical gradients.
     """
 
     @staticmethod
     def forward(ctx: Any, r0: Tensor, W_dec: Tensor, chosen: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         from featlab.kernels import _numba_pursuit as nb
 
-        n, d = r0.shape
-        steps = chosen.shape[1]
         W = W_dec.detach().contiguous()
         r = r0.detach().clone(memory_format=torch.contiguous_format)
-        vals = torch.empty(n, steps, dtype=r.dtype)  # torch.empty: the tests poison it
-        before = torch.empty(n, steps, d, dtype=r.dtype)
         idx = chosen.contiguous()
-        nb.set_threads(torch.get_num_threads())
-        nb.replay(r.numpy(), W.numpy(), idx.numpy(), vals.numpy(), before.numpy())
-        ctx.save_for_backward(W, idx, vals, before)
+        vals = torch.empty(idx.shape, dtype=r.dtype)  # torch.empty: the tests poison it
+        sync_numba_threads()
+        nb.replay(r.numpy(), W.numpy(), idx.numpy(), vals.numpy())
+        ctx.save_for_backward(W, idx, vals, r)
         return vals, r
 
     @staticmethod
     def backward(ctx: Any, g_vals: Tensor | None, g_r: Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
         from featlab.kernels import _numba_pursuit as nb
 
-        W, idx, vals, before = ctx.saved_tensors
-        n, steps, d = before.shape
+        W, idx, vals, r_end = ctx.saved_tensors
+        (n, d), steps = r_end.shape, idx.shape[1]
         g = torch.zeros(n, d, dtype=W.dtype) if g_r is None else g_r.to(W.dtype).clone()
         gv = torch.zeros_like(vals) if g_vals is None else g_vals.to(W.dtype).clone()
-        g_atoms = torch.empty(n, steps, d, dtype=before.dtype)
-        nb.set_threads(torch.get_num_threads())
+        g_atoms = torch.empty(n, steps, d, dtype=W.dtype)
+        sync_numba_threads()
         nb.replay_backward(
-            g.numpy(), gv.numpy(), W.numpy(), idx.numpy(), vals.numpy(), before.numpy(),
+            g.numpy(), gv.numpy(), W.numpy(), idx.numpy(), vals.numpy(), r_end.clone().numpy(),
             g_atoms.numpy(),
         )  # fmt: skip
         g_W = None
         if ctx.needs_input_grad[1]:
-            g_W = torch.zeros_like(W).index_add_(0, idx.reshape(-1), g_atoms.view(-1, d))
+            uses = torch.arange(n * steps)
+            g_W = segment_sum(uses, idx.reshape(-1), torch.ones(n * steps, dtype=W.dtype),
+                              g_atoms.view(n * steps, d), W.shape[0])  # fmt: skip
         return g, g_W, None
 
 

@@ -157,11 +157,14 @@ class MatchingPursuitSAE(SparseAutoencoder):
         vals, idx, r = self.pursuit(x, self.cfg.k, gram=self._use_gram(x.shape[0], self.cfg.k))
         mse = r.pow(2).sum(-1).mean()
         with torch.no_grad():
-            n = x.shape[0]
-            rows = torch.arange(n, device=x.device)[:, None].expand_as(idx)
-            pairs = torch.unique((rows * self.d_sae + idx)[vals > 0])  # an atom twice counts once
-            counts = torch.bincount(pairs % self.d_sae, minlength=self.d_sae).to(x.dtype)
-            l0 = pairs.numel() / n
+            # a (row, atom) pair counts once even when the atom was picked twice
+            fired = vals.detach() > 0
+            same = idx[:, :, None] == idx[:, None, :]  # [N, T, T], T is small
+            earlier = torch.ones_like(same[0]).tril(-1)  # s < t
+            repeat = (same & earlier & fired[:, None, :]).any(-1)
+            first = (fired & ~repeat).to(x.dtype)
+            counts = torch.bincount(idx.reshape(-1), first.reshape(-1), minlength=self.d_sae)
+            l0 = float(first.sum()) / x.shape[0]
         return TrainOutput(mse, mse, x.new_zeros(()), (x - r).detach(), counts, l0)
 
     def forward_residual(self, x: Tensor, steps: int) -> Tensor:

@@ -108,3 +108,17 @@ def test_random_atom_init_keeps_the_random_dictionary():
     assert torch.equal(sae.W_dec, before)
     with pytest.raises(ValueError, match="atom_init"):
         _mp(atom_init="kmeans")
+
+
+def test_training_counts_an_atom_picked_twice_in_a_row_once():
+    torch.manual_seed(4)
+    sae = build_sae(make_config("matching_pursuit", 16, 8, 12))  # 12 steps, 8 atoms: repeats
+    x = torch.randn(50, 16)
+    out = sae.training_loss(x)
+    with torch.no_grad():
+        vals, idx, _ = sae.pursuit(x, 12)
+    rows = torch.arange(50)[:, None].expand_as(idx)
+    pairs = torch.unique((rows * 8 + idx)[vals > 0])
+    assert pairs.numel() < int((vals > 0).sum())  # the case under test occurs
+    torch.testing.assert_close(out.counts, torch.bincount(pairs % 8, minlength=8).float())
+    assert out.l0 == pairs.numel() / 50
