@@ -40,7 +40,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": dict(
         sp=dict(n_features=256, d=32, l0=5.0, l0_dispersion=1.0), sp_d_sae=256, sp_ks=(3, 5, 8),
         tree=dict(n_parents=16, children_per_parent=4, d=64, p_parent=0.2), tree_d_sae=128,
-        tree_k=6, tokens=80_000, n_eval=8_192, batch_size=512,
+        tree_k=6, tokens=240_000, n_eval=8_192, batch_size=512,
         # Every setting pinned: a cached model is reused only if all of them match.
         model=dict(layers=("gdn", "attn"), d_model=64, n_heads=2, vocab_size=64, seq_len=64,
                    num_kv_pairs=4, n_train=20_000, steps=1_500, batch_size=64, lr=3e-3),
