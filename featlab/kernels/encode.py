@@ -136,23 +136,15 @@ class TopKEncode(torch.autograd.Function):
         backend: Backend,
         pre: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        fast = backend == "torch" and cpu_kernels_for(x, W_enc)
-        if backend == "torch" and pre is not None:  # dense pre-activations already at hand
-            ref = select_topk(pre, k, aux_k, dead_mask, cpu_kernel=fast)
-            vals, idx = ref.values, ref.indices
-            if aux_k > 0:
-                avals, aidx = ref.aux_values, ref.aux_indices
-            else:
-                avals = vals.new_empty(vals.shape[0], 0)
-                aidx = idx.new_empty(idx.shape[0], 0)
-        elif backend == "triton":
+        if backend == "triton":
             mod = load_triton("_triton_encode", x, W_enc)
             vals, idx, avals, aidx = mod.topk_encode_fwd(
                 x, W_enc, b_enc, b_dec, k, aux_k, dead_mask
             )
         else:
-            pre = preacts_reference(x, W_enc, b_enc, b_dec)
-            ref = select_topk(pre, k, aux_k, dead_mask, cpu_kernel=fast)
+            if pre is None:  # otherwise the dense pre-activations are already at hand
+                pre = preacts_reference(x, W_enc, b_enc, b_dec)
+            ref = select_topk(pre, k, aux_k, dead_mask, cpu_kernel=cpu_kernels_for(x, W_enc))
             vals, idx = ref.values, ref.indices
             if aux_k > 0:
                 avals, aidx = ref.aux_values, ref.aux_indices
