@@ -3,14 +3,23 @@ and the state hook's patches replace and propagate."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from featlab.models import HookedHybrid, HybridConfig
 from featlab.models.mixers import MIXERS, RECURRENT_HOOKS
+from tests.numerics import assert_close
 
 RECURRENT = ["gla", "gdn", "deltanet", "ssd"]
 D_MODEL, HEADS, VOCAB, POS = 32, 2, 50, 29
+
+
+def _terms(pos: int) -> int:
+    """Rounded terms behind one mixer output: projections over d_model before and after a
+    recurrence over ``pos`` steps."""
+    return 2 * D_MODEL + pos
 
 
 def _cfg(name: str, **kw) -> HybridConfig:
@@ -38,15 +47,18 @@ def _tokens(seed: int) -> torch.Tensor:
 def test_chunk_mode_equals_recurrent_mode(name: str) -> None:
     chunk = _mixer(name)
     recurrent = _with_weights(name, chunk, mixer_mode="recurrent")
+    recurrent64 = _with_weights(name, chunk, mixer_mode="recurrent").double()
     state_hooked = _with_weights(name, chunk, use_state_hook=True)
     x = torch.randn(2, 37, D_MODEL, requires_grad=True)  # 37: not a multiple of chunk 8
-    y_chunk, y_rec = chunk(x), recurrent(x)
+    x64 = x.detach().double().requires_grad_()
+    y_chunk, y_rec, y_rec64 = chunk(x), recurrent(x), recurrent64(x64)
     assert y_chunk.shape == x.shape
-    assert (y_chunk - y_rec).abs().max() <= 1e-5
-    assert (state_hooked(x) - y_rec).abs().max() <= 1e-5
+    assert_close("chunk mode", y_chunk, y_rec, y_rec64, reduction=_terms(37))
+    assert_close("state-hooked", state_hooked(x), y_rec, y_rec64, reduction=_terms(37))
     (g_chunk,) = torch.autograd.grad(y_chunk.square().sum(), x)
     (g_rec,) = torch.autograd.grad(y_rec.square().sum(), x)
-    assert (g_chunk - g_rec).abs().max() <= 1e-5 * max(1.0, g_rec.abs().max().item())
+    (g_rec64,) = torch.autograd.grad(y_rec64.square().sum(), x64)
+    assert_close("dx", g_chunk, g_rec, g_rec64, reduction=2 * _terms(37))  # there and back
 
 
 @pytest.mark.parametrize("name", RECURRENT)
@@ -186,7 +198,9 @@ def test_gated_deltanet_with_gate_one_is_deltanet() -> None:
     with torch.no_grad():
         gated.A_log.fill_(float("-inf"))  # -exp(A_log) = 0: decay exactly 1
     x = torch.randn(2, 21, D_MODEL)
-    assert (gated(x) - delta(x)).abs().max() <= 1e-6
+    with torch.no_grad():
+        want64 = copy.deepcopy(delta).double()(x.double())
+        assert_close("gate one", gated(x), delta(x), want64, reduction=_terms(21))
     assert not hasattr(delta, "A_log")
 
 

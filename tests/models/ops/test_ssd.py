@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from featlab.models.ops import gla_recurrent, ssd_chunk, ssd_recurrent
+from tests.numerics import assert_close, to_float64
 
 B, H, DK, DV = 2, 2, 8, 6
 
@@ -33,10 +34,11 @@ def _inputs(t: int, seed: int, with_state: bool) -> dict[str, torch.Tensor | Non
 def test_chunk_equals_recurrent(t: int, with_state: bool, chunk_size: int) -> None:
     x = _inputs(t, seed=t, with_state=with_state)
     o_ref, s_ref, _ = ssd_recurrent(**x)
+    o_ref64, s_ref64, _ = ssd_recurrent(**to_float64(x))
     o, s = ssd_chunk(**x, chunk_size=chunk_size)
     assert o.shape == (B, t, H, DV) and s.shape == (B, H, DK, DV)
-    assert (o - o_ref).abs().max() <= 1e-5
-    assert (s - s_ref).abs().max() <= 1e-5
+    assert_close("output", o, o_ref, o_ref64, reduction=t + DK)
+    assert_close("final state", s, s_ref, s_ref64, reduction=t)
 
 
 @pytest.mark.parametrize("t", [13, 40])
@@ -46,17 +48,16 @@ def test_gradients_match(t: int) -> None:
     gen = torch.Generator().manual_seed(7)
     w_o, w_s = torch.randn(B, t, H, DV, generator=gen), torch.randn(B, H, DK, DV, generator=gen)
 
-    def grads(fn, **kw):
-        leaves = {n: a.clone().requires_grad_() for n, a in x.items()}
+    def grads(fn, inputs, **kw):
+        leaves = {n: a.clone().requires_grad_() for n, a in inputs.items()}
         out = fn(**leaves, **kw)
-        ((out[0] * w_o).sum() + (out[1] * w_s).sum()).backward()
+        ((out[0] * w_o).sum() + (out[1] * w_s).sum()).backward()  # fp32 weights promote
         return {n: a.grad for n, a in leaves.items()}
 
-    g_ref, g_chunk = grads(ssd_recurrent), grads(ssd_chunk, chunk_size=16)
-    for name in x:
-        # fp32 relative to the gradient's scale (entries reach ~10 here)
-        scale = max(1.0, g_ref[name].abs().max().item())
-        assert (g_ref[name] - g_chunk[name]).abs().max() <= 1e-5 * scale, name
+    g_chunk = grads(ssd_chunk, x, chunk_size=16)
+    g_ref, g_ref64 = grads(ssd_recurrent, x), grads(ssd_recurrent, to_float64(x))
+    for name in x:  # a gradient runs the recurrence backwards over all t steps
+        assert_close(f"d{name}", g_chunk[name], g_ref[name], g_ref64[name], reduction=t + DK)
 
 
 def test_equals_quadratic_dual_form() -> None:
@@ -64,20 +65,26 @@ def test_equals_quadratic_dual_form() -> None:
     # L_ij = exp(sum_{j < s <= i} dt_s A), an independent check of both forms.
     t = 23
     x = _inputs(t, seed=11, with_state=False)
-    cum = x["log_decay"].cumsum(1)  # [b, t, h]
-    diff = cum[:, :, None] - cum[:, None, :]  # [b, i, j, h]
-    mask = torch.ones(t, t, dtype=torch.bool).tril()[None, :, :, None]
-    decay = diff.masked_fill(~mask, float("-inf")).exp()
-    scores = torch.einsum("bihd,bjhd->bijh", x["q"], x["k"]) * decay
-    expected = torch.einsum("bijh,bjhv->bihv", scores, x["v"])
-    assert (ssd_chunk(**x, chunk_size=8)[0] - expected).abs().max() <= 1e-5
-    assert (ssd_recurrent(**x)[0] - expected).abs().max() <= 1e-5
+
+    def quadratic(q, k, v, log_decay, **_):
+        cum = log_decay.cumsum(1)  # [b, t, h]
+        diff = cum[:, :, None] - cum[:, None, :]  # [b, i, j, h]
+        mask = torch.ones(t, t, dtype=torch.bool).tril()[None, :, :, None]
+        decay = diff.masked_fill(~mask, float("-inf")).exp()
+        scores = torch.einsum("bihd,bjhd->bijh", q, k) * decay
+        return torch.einsum("bijh,bjhv->bihv", scores, v)
+
+    expected, expected64 = quadratic(**x), quadratic(**to_float64(x))
+    for form, o in (("chunk", ssd_chunk(**x, chunk_size=8)[0]),
+                    ("recurrent", ssd_recurrent(**x)[0])):
+        assert_close(f"{form} output", o, expected, expected64, reduction=t + DK)
 
 
 def test_is_gla_with_broadcast_decay() -> None:
     x = _inputs(19, seed=12, with_state=True)
     gla = dict(x, log_decay=x["log_decay"].unsqueeze(-1).expand(-1, -1, -1, DK))
-    assert (ssd_recurrent(**x)[0] - gla_recurrent(**gla)[0]).abs().max() <= 1e-6
+    o_gla, o_gla64 = gla_recurrent(**gla)[0], gla_recurrent(**to_float64(gla))[0]
+    assert_close("output", ssd_recurrent(**x)[0], o_gla, o_gla64, reduction=19 + DK)
 
 
 def test_hand_checked_tiny_case() -> None:
