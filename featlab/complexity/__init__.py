@@ -16,8 +16,10 @@ from featlab.complexity.importance import importance
 from featlab.complexity.strength import pc_alignment, representation_strength, strength_table
 from featlab.complexity.temporal import first_decodable, temporal_decoding
 from featlab.complexity.v_information import VInfo, v_information, v_information_details
+from featlab.probes._layers import ConstantTargetError
 
 __all__ = [
+    "ConstantTargetError",
     "VInfo",
     "complexity_table",
     "feature_complexity",

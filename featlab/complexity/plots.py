@@ -10,6 +10,7 @@ __all__ = [
     "plot_complexity_by_layer",
     "plot_importance_vs_complexity",
     "plot_lines",
+    "plot_probe_layers",
     "plot_temporal",
 ]
 
@@ -41,6 +42,37 @@ def plot_complexity_by_layer(df: pd.DataFrame, *, title: str = "Decodability by 
     """Normalised I_V against depth per feature, from :func:`complexity_table`."""
     return plot_lines(df, x="depth", y="normalised", color="feature", title=title,
                       hover_data=["layer"])
+
+
+def plot_probe_layers(
+    df: pd.DataFrame, *, scores: tuple[str, ...] = ("test_score", "train_score"),
+    title: str = "Probe score by layer",
+) -> Any:
+    """Probe scores against depth, one line per score column (and per kind, when the table
+    holds several), from :func:`featlab.probes.probe_layers`; the x ticks name the layers."""
+    import plotly.graph_objects as go
+
+    _check(df, ["layer", "depth", *scores])
+    kinds = list(df["kind"].unique()) if "kind" in df.columns else [None]
+    fig = go.Figure()
+    for kind in kinds:
+        sub = df if kind is None else df[df["kind"] == kind]
+        sub = sub.sort_values("depth")
+        for col in scores:
+            name = col.removesuffix("_score")
+            fig.add_scatter(
+                x=sub["depth"], y=sub[col], mode="lines+markers", customdata=sub["layer"],
+                name=name if len(kinds) == 1 else f"{kind} {name}",
+                line_dash="solid" if col == scores[0] else "dot",
+                hovertemplate="%{customdata}: %{y:.3f}<extra></extra>",
+            )
+    ticks = df.drop_duplicates("depth").sort_values("depth")
+    fig.update_xaxes(title="layer", tickvals=ticks["depth"], ticktext=ticks["layer"])
+    y_title = "score (accuracy or R^2)"
+    if "kind" in df.columns and len(kinds) == 1:
+        y_title = f"{kinds[0]} probe score"
+    fig.update_layout(title=title, template="plotly_white", yaxis_title=y_title)
+    return fig
 
 
 def plot_temporal(df: pd.DataFrame, *, layer: str | None = None,

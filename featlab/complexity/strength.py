@@ -10,6 +10,7 @@ related question of how much the top principal component is about the feature.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,20 +18,30 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from featlab.probes._layers import as_1d_target, as_layer_dict, to_numpy_2d
+from featlab.probes._layers import (
+    ConstantTargetError,
+    as_1d_target,
+    as_layer_dict,
+    to_numpy_2d,
+)
 
 __all__ = ["pc_alignment", "representation_strength", "strength_table"]
 
 
-def representation_strength(H: Any, z: Any, *, test_size: float = 0.25, seed: int = 0) -> float:
+def representation_strength(
+    H: Any, z: Any, *, test_size: float = 0.25, seed: int = 0, name: str = "z"
+) -> float:
     """Held-out R^2 of ``H ~ z`` (z: [n] or [n, k]; H: [n, ...] flattened), pooled over
-    units: ``1 - sum SSE / sum SS`` with H centred by its training mean."""
+    units: ``1 - sum SSE / sum SS`` with H centred by its training mean. A constant z raises
+    :class:`~featlab.probes.ConstantTargetError` naming `name`."""
     Ha = to_numpy_2d(H, name="H")
-    Z = to_numpy_2d(z, name="z")
+    Z = to_numpy_2d(z, name=name)
     if Z.shape[0] != Ha.shape[0]:
-        raise ValueError(f"z has {Z.shape[0]} rows but H has {Ha.shape[0]}")
+        raise ValueError(f"{name} has {Z.shape[0]} rows but H has {Ha.shape[0]}")
     if np.any(np.ptp(Z, axis=0) == 0):
-        raise ValueError("z is constant; a constant feature explains nothing")
+        raise ConstantTargetError(
+            f"{name} is constant on all {Z.shape[0]} rows; a constant feature explains nothing"
+        )
     tr, te = train_test_split(np.arange(len(Ha)), test_size=test_size, random_state=seed)
     mu = Ha[tr].mean(0)
     Hc = Ha - mu
@@ -43,11 +54,11 @@ def representation_strength(H: Any, z: Any, *, test_size: float = 0.25, seed: in
     return float(1.0 - np.sum((Hc[te] - pred) ** 2) / ss)
 
 
-def pc_alignment(H: Any, z: Any, *, component: int = 0) -> float:
+def pc_alignment(H: Any, z: Any, *, component: int = 0, name: str = "z") -> float:
     """Squared correlation between z [n] and the scores on principal component `component`
     of H (in-sample: PCA has nothing to overfit in one direction)."""
     Ha = to_numpy_2d(H, name="H")
-    zt = as_1d_target(z, n=Ha.shape[0], name="z")
+    zt = as_1d_target(z, n=Ha.shape[0], name=name)
     Hc = Ha - Ha.mean(0)
     if not np.any(Hc):
         raise ValueError("the representation is constant")
@@ -67,20 +78,42 @@ def strength_table(
     layers: Sequence[str] | None = None,
     test_size: float = 0.25,
     seed: int = 0,
+    on_constant: str = "warn",
 ) -> pd.DataFrame:
-    """Long table: layer, depth, feature, strength, pc1_r2, pc1_var_frac (variance share of PC1)."""
+    """Long table: layer, depth, feature, strength, pc1_r2, pc1_var_frac (variance share of
+    PC1), reason.
+
+    A feature constant on these rows gets NaN strength and pc1_r2 with the cause in `reason`
+    (None elsewhere) and one warning naming all such features (``on_constant="warn"``), or
+    raises :class:`~featlab.probes.ConstantTargetError` (``on_constant="raise"``), as
+    :func:`~featlab.complexity.complexity_table` does.
+    """
+    if on_constant not in ("warn", "raise"):
+        raise ValueError(f"on_constant must be 'warn' or 'raise', got {on_constant!r}")
     acts = as_layer_dict(cache_or_layers, layers)
-    rows = []
+    rows, skipped = [], []
     for depth, (layer, h) in enumerate(acts.items()):
         hc = h - h.mean(0)
         sv = np.linalg.svd(hc, compute_uv=False)
         var_frac = float(sv[0] ** 2 / np.sum(sv**2)) if np.any(sv) else float("nan")
-        for name, z in features.items():
-            rows.append(
-                dict(
-                    layer=layer, depth=depth, feature=name,
-                    strength=representation_strength(h, z, test_size=test_size, seed=seed),
-                    pc1_r2=pc_alignment(h, z), pc1_var_frac=var_frac,
-                )
-            )
+        for feat, z in features.items():
+            label = f"feature {feat!r}"
+            try:
+                strength = representation_strength(h, z, test_size=test_size, seed=seed,
+                                                   name=label)
+                pc1, reason = pc_alignment(h, z, name=label), None
+            except ConstantTargetError as err:
+                if on_constant == "raise":
+                    raise
+                strength, pc1, reason = float("nan"), float("nan"), str(err)
+                if feat not in skipped:
+                    skipped.append(feat)
+            rows.append(dict(layer=layer, depth=depth, feature=feat, strength=strength,
+                             pc1_r2=pc1, pc1_var_frac=var_frac, reason=reason))
+    if skipped:
+        warnings.warn(
+            f"strength_table: strength is NaN for {len(skipped)} feature(s) constant on these "
+            f"rows: {[str(f) for f in skipped]}. Pass on_constant='raise' to stop instead.",
+            RuntimeWarning, stacklevel=2,
+        )
     return pd.DataFrame(rows)

@@ -30,11 +30,15 @@ def temporal_decoding(
     family: str = "gaussian",
     test_size: float = 0.25,
     seed: int = 0,
+    on_constant: str = "warn",
 ) -> pd.DataFrame:
-    """Columns checkpoint, feature, layer, depth, i_v, normalised, K (per checkpoint).
+    """Columns checkpoint, feature, layer, depth, i_v, normalised, units, family, K, reason
+    (per checkpoint).
 
     model: a HookedRootModule (not modified); snapshots: checkpoint -> state_dict;
     X: [n, ...] inputs; features: name -> values [n]; layers: hook names to read.
+    on_constant: what a feature constant on X does, as in
+    :func:`~featlab.complexity.complexity_table`.
     """
     if not snapshots:
         raise ValueError("no snapshots; pass checkpoints=[...] to fit_classifier")
@@ -51,7 +55,7 @@ def temporal_decoding(
             _, cache = work.run_with_cache(X, names_filter=list(layers))
         df = complexity_table(
             {h: cache[h] for h in layers}, features, family=family, test_size=test_size,
-            seed=seed,
+            seed=seed, on_constant=on_constant,
         )
         df.insert(0, "checkpoint", ckpt)
         parts.append(df)

@@ -38,7 +38,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from featlab.probes._layers import as_1d_target, to_numpy_2d
+from featlab.probes._layers import ConstantTargetError, as_1d_target, to_numpy_2d
 
 __all__ = ["FAMILIES", "VInfo", "v_information", "v_information_details"]
 
@@ -87,6 +87,7 @@ def v_information_details(
     ridge: float = 1e-3,
     C: float = 10.0,
     max_iter: int = 500,
+    name: str = "y",
 ) -> VInfo:
     """Held-out I_V(X -> y) with all its parts. X: [n, ...] (flattened); y: [n].
 
@@ -94,14 +95,16 @@ def v_information_details(
     "nats" or "bits". `standardize` scales the Gaussian target by its held-out std
     (without it I_V is in squared target units: explained variance, not R^2).
     `ridge` is the L2 penalty of the linear fit (per sample, so it does not grow with n);
-    `C` the inverse penalty of the logistic one.
+    `C` the inverse penalty of the logistic one. `name` is what error messages call y (a
+    target constant on all rows, or on the train or test split, raises
+    :class:`~featlab.probes.ConstantTargetError`).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; valid: {list(FAMILIES)}")
     if units not in ("auto", "bits", "nats"):
         raise ValueError(f"units must be 'auto', 'bits' or 'nats', got {units!r}")
     Xa = to_numpy_2d(X, name="X")
-    ya = as_1d_target(y, n=Xa.shape[0], name="y")
+    ya = as_1d_target(y, n=Xa.shape[0], name=name)
     units = ("nats" if family == "gaussian" else "bits") if units == "auto" else units
     scale = 1.0 / math.log(2.0) if units == "bits" else 1.0
 
@@ -110,7 +113,13 @@ def v_information_details(
         m_tr, s_tr = ya[tr].mean(), ya[tr].std()
         m_te, s_te = ya[te].mean(), ya[te].std()
         if s_tr == 0 or s_te == 0:
-            raise ValueError("y is constant on the train or test split; nothing to predict")
+            split, part = ("training", ya[tr]) if s_tr == 0 else ("test", ya[te])
+            n_other = int(np.sum(ya != part[0]))
+            raise ConstantTargetError(
+                f"{name} is constant ({part[0]:g}) on the {split} split of {len(part)} rows: "
+                f"only {n_other} of {len(ya)} rows differ from it; use more rows (or another "
+                "seed / test_size)"
+            )
         sx = StandardScaler().fit(Xa[tr])
         reg = Ridge(alpha=ridge * len(tr)).fit(sx.transform(Xa[tr]), (ya[tr] - m_tr) / s_tr)
         pred = reg.predict(sx.transform(Xa[te])) * s_tr + m_tr
@@ -125,12 +134,10 @@ def v_information_details(
         h0, h1 = mse0, mse1
     else:
         classes, yi = np.unique(ya, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError("y has a single class; there is nothing to predict")
         if len(classes) > 0.5 * len(ya):
             raise ValueError(
-                f"y has {len(classes)} distinct values for {len(ya)} rows; the logistic family "
-                "is for labels: use family='gaussian' for real-valued targets"
+                f"{name} has {len(classes)} distinct values for {len(ya)} rows; the logistic "
+                "family is for labels: use family='gaussian' for real-valued targets"
             )
         tr, te = _split(len(yi), test_size, seed, yi)
         counts = np.bincount(yi[tr], minlength=len(classes)) + 1.0  # add-one: no log(0)
@@ -139,7 +146,10 @@ def v_information_details(
         sx = StandardScaler().fit(Xa[tr])
         present = np.unique(yi[tr])
         if len(present) < 2:
-            raise ValueError("the training split holds a single class; use more data")
+            raise ConstantTargetError(
+                f"{name} has a single class on the training split of {len(tr)} rows; use more "
+                "rows (or another seed / test_size)"
+            )
         clf = LogisticRegression(C=C, max_iter=max_iter).fit(sx.transform(Xa[tr]), yi[tr])
         proba = np.full((len(te), len(classes)), 1e-12)
         proba[:, clf.classes_] = clf.predict_proba(sx.transform(Xa[te]))

@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_1d_target", "as_layer_dict", "to_numpy_2d"]
+__all__ = ["ConstantTargetError", "as_1d_target", "as_layer_dict", "to_numpy_2d"]
+
+
+class ConstantTargetError(ValueError):
+    """A target (a label, a feature, an SAE latent) takes one value on the rows given, so a
+    probe or V-information estimate has nothing to predict. The message names the target."""
 
 
 def to_numpy_2d(a: Any, name: str = "activations") -> np.ndarray:
@@ -40,7 +45,10 @@ def as_1d_target(z: Any, n: int | None = None, name: str = "target") -> np.ndarr
     if not np.all(np.isfinite(z)):
         raise ValueError(f"{name} contains NaN or inf")
     if np.ptp(z) == 0:
-        raise ValueError(f"{name} is constant ({z[0]}); there is nothing to predict")
+        raise ConstantTargetError(
+            f"{name} is constant ({z[0]:g} on all {z.shape[0]} rows); there is nothing to "
+            "predict (an SAE latent that never fires on these rows is constant 0)"
+        )
     return z
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from featlab.sae.base import SparseAutoencoder
+from featlab.sae.evaluation import SAEMetrics
 
 
 @torch.no_grad()
@@ -31,14 +32,16 @@ def evaluate(
     batch_size: int = 4096,
     dense_threshold: float = 0.1,
     n_bins: int = 30,
-) -> dict[str, Any]:
+) -> SAEMetrics:
     """Metrics of ``sae`` on activations ``x`` ``[n, d_in]`` (or ``[n, pos, d_in]``).
 
-    Returns a dict: fvu, mse (mean squared error summed over d_in), l0 (mean), l0_std,
-    l0_quantiles ({0.05, 0.5, 0.95}), l0_hist (counts, bin edges), dead_frac, dense_frac,
-    feature_density (tensor ``[d_sae]``), density_hist (counts, log10 bin edges over the live
-    latents). With ``model`` and ``tokens``: the `ce_loss_recovered` entries. With
-    ``true_features`` ``[n_true, d_in]``: mmcs and hungarian_cosine.
+    Returns an :class:`~featlab.sae.SAEMetrics`: fvu, mse (mean squared error summed over
+    d_in), l0 (mean), l0_std, l0_quantiles ({0.05, 0.5, 0.95}), dead_frac, dense_frac, and
+    the arrays feature_density (tensor ``[d_sae]``), l0_hist (counts, bin edges) and
+    density_hist (counts, log10 bin edges over the live latents). With ``model`` and
+    ``tokens``: the :func:`ce_loss_recovered` entries. With ``true_features``
+    ``[n_true, d_in]``: mmcs and hungarian_cosine. ``print(evaluate(...))`` shows the
+    scalars as a table; ``.to_dict()`` gives them JSON-ready.
     """
     was_training = sae.training
     sae.eval()
@@ -72,24 +75,27 @@ def evaluate(
             np.log10(live.numpy()) if live.numel() else np.zeros(0), bins=n_bins
         )
         l_counts, l_edges = np.histogram(l0.numpy(), bins=n_bins)
-        out: dict[str, Any] = {
-            "fvu": float(sq_err / var.clamp(min=1e-30)),
-            "mse": float(sq_err / n),
-            "l0": float(l0.mean()),
-            "l0_std": float(l0.std()) if n > 1 else 0.0,
-            "l0_quantiles": {q: float(torch.quantile(l0, q)) for q in (0.05, 0.5, 0.95)},
-            "l0_hist": (l_counts.tolist(), l_edges.tolist()),
-            "dead_frac": float((density == 0).to(torch.float64).mean()),
-            "dense_frac": float((density > dense_threshold).to(torch.float64).mean()),
-            "feature_density": density,
-            "density_hist": (d_counts.tolist(), d_edges.tolist()),
-        }
+        extra: dict[str, float] = {}
         if model is not None and tokens is not None:
-            out.update(ce_loss_recovered(model, sae, tokens))
+            extra.update(ce_loss_recovered(model, sae, tokens))
         if true_features is not None:
-            out["mmcs"] = mmcs(sae.W_dec, true_features)
-            out["hungarian_cosine"] = hungarian_cosine(sae.W_dec, true_features)
-        return out
+            extra["mmcs"] = mmcs(sae.W_dec, true_features)
+            extra["hungarian_cosine"] = hungarian_cosine(sae.W_dec, true_features)
+        return SAEMetrics(
+            fvu=float(sq_err / var.clamp(min=1e-30)),
+            mse=float(sq_err / n),
+            l0=float(l0.mean()),
+            l0_std=float(l0.std()) if n > 1 else 0.0,
+            dead_frac=float((density == 0).to(torch.float64).mean()),
+            dense_frac=float((density > dense_threshold).to(torch.float64).mean()),
+            n_rows=int(n),
+            l0_quantiles={q: float(torch.quantile(l0, q)) for q in (0.05, 0.5, 0.95)},
+            feature_density=density,
+            l0_hist=(l_counts.tolist(), l_edges.tolist()),
+            density_hist=(d_counts.tolist(), d_edges.tolist()),
+            dense_threshold=float(dense_threshold),
+            **extra,
+        )
     finally:
         sae.train(was_training)
 

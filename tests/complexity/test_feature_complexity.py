@@ -48,3 +48,46 @@ def test_bad_inputs() -> None:
         feature_complexity(layers, easy[:-1])
     with pytest.raises(ValueError, match="constant"):
         feature_complexity(layers, np.ones(len(easy)))
+
+
+def test_constant_latent_gets_nan_rows_and_one_warning() -> None:
+    layers, easy, hard = _layers(400)
+    dead = np.zeros(len(easy))  # an SAE latent that never fires on these rows
+    rare = np.zeros(len(easy))
+    rare[3] = 1.0  # fires once: one split holds none of its firings
+    feats = {"easy": easy, "dead": dead, "hard": hard, "rare": rare}
+    with pytest.warns(RuntimeWarning, match=r"K is NaN for 2 feature\(s\).*dead, rare") as rec:
+        t = complexity_table(layers, feats)
+    assert len(rec) == 1
+    assert list(t.feature.unique()) == ["easy", "dead", "hard", "rare"]
+    assert len(t) == 4 * 3 and set(t.units) == {"nats"}
+    k = t.groupby("feature", sort=False).K.first()
+    assert np.isnan(k["dead"]) and np.isnan(k["rare"])
+    # the other features are scored as if the constant ones were not there
+    alone = complexity_table(layers, {"easy": easy, "hard": hard}).groupby("feature").K.first()
+    assert k["easy"] == alone["easy"] and k["hard"] == alone["hard"]
+    bad = t[t.feature == "dead"]
+    assert bad.i_v.isna().all() and bad.normalised.isna().all()
+    assert bad.reason.str.contains("feature 'dead' is constant").all()
+    assert t[t.feature == "rare"].reason.str.contains("split").all()
+    assert t[t.feature.isin(["easy", "hard"])].reason.isna().all()
+
+
+def test_constant_latent_can_raise_instead() -> None:
+    from featlab.probes import ConstantTargetError
+
+    layers, easy, _ = _layers(400)
+    feats = {"easy": easy, "d1": np.zeros(len(easy)), "d2": np.full(len(easy), 2.0)}
+    with pytest.raises(ConstantTargetError, match=r"2 feature\(s\).*\['d1', 'd2'\]"):
+        complexity_table(layers, feats, on_constant="raise")
+    rare = np.zeros(len(easy))
+    rare[3] = 1.0
+    with pytest.raises(ConstantTargetError, match="feature 'rare' is constant.*split"):
+        complexity_table(layers, {"easy": easy, "rare": rare}, on_constant="raise")
+    with pytest.raises(ValueError, match="on_constant"):
+        complexity_table(layers, feats, on_constant="skip")
+    # the single-feature entry points name the feature they were given
+    with pytest.raises(ConstantTargetError, match="latent 12 is constant"):
+        feature_complexity(layers, np.zeros(len(easy)), name="latent 12")
+    with pytest.raises(ConstantTargetError, match="latent 12 is constant.*split"):
+        v_information_by_layer(layers, rare, name="latent 12")

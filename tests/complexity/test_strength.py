@@ -32,3 +32,16 @@ def test_table_and_errors() -> None:
         representation_strength(H, np.zeros(len(a)))
     with pytest.raises(ValueError, match="rows"):
         representation_strength(H, a[:10])
+
+
+def test_table_with_a_constant_feature() -> None:
+    from featlab.probes import ConstantTargetError
+
+    H, a, _ = _rep(300)
+    with pytest.warns(RuntimeWarning, match=r"NaN for 1 feature\(s\).*'dead'"):
+        t = strength_table({"h": H}, {"a": a, "dead": np.zeros(len(a))})
+    assert np.isnan(t.set_index("feature").loc["dead", "strength"])
+    assert t.set_index("feature").loc["a", "strength"] > 0.5
+    assert t.reason.notna().tolist() == [False, True]
+    with pytest.raises(ConstantTargetError, match="feature 'dead' is constant"):
+        strength_table({"h": H}, {"a": a, "dead": np.zeros(len(a))}, on_constant="raise")

@@ -61,3 +61,19 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="gaussian"):
         v_information(np.random.default_rng(0).standard_normal((50, 2)),
                       np.arange(50.0), family="logistic")
+
+
+def test_constant_target_names_the_feature() -> None:
+    from featlab.complexity import ConstantTargetError
+
+    X = np.random.default_rng(0).standard_normal((40, 2))
+    with pytest.raises(ConstantTargetError, match="latent 3 is constant \\(0 on all 40 rows\\)"):
+        v_information_details(X, np.zeros(40), name="latent 3")
+    once = np.zeros(40)
+    once[0] = 1.0
+    with pytest.raises(ConstantTargetError, match="latent 3 is constant .* split"):
+        v_information_details(X, once, name="latent 3")
+    in_test = np.zeros(40)
+    in_test[4] = 1.0  # row 4 falls in the test split of seed 0
+    with pytest.raises(ConstantTargetError, match="latent 3 has a single class"):
+        v_information_details(X, in_test, "logistic", name="latent 3")

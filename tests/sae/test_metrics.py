@@ -1,6 +1,9 @@
-"""evaluate, CE-loss recovered on a tiny HookedTransformer, MMCS and Hungarian cosine."""
+"""evaluate and SAEMetrics, CE-loss recovered on a tiny HookedTransformer, MMCS, Hungarian."""
 
 from __future__ import annotations
+
+import json
+import math
 
 import pytest
 import torch
@@ -24,14 +27,14 @@ def test_fvu_l0_dead_and_density():
     torch.manual_seed(0)
     x = torch.randn(500, 6)
     m = evaluate(_identity_relu_sae(6), x)
-    assert m["fvu"] < 1e-10
+    assert m.fvu < 1e-10
     # each coordinate is positive or negative: exactly d of the 2d latents fire per token
-    assert m["l0"] == pytest.approx(6.0) and m["l0_std"] == pytest.approx(0.0)
-    assert m["dead_frac"] == 0.0
-    assert m["feature_density"].shape == (12,)
-    torch.testing.assert_close(m["feature_density"][:6] + m["feature_density"][6:],
+    assert m.l0 == pytest.approx(6.0) and m.l0_std == pytest.approx(0.0)
+    assert m.dead_frac == 0.0 and m.n_rows == 500 and m.d_sae == 12
+    assert m.feature_density.shape == (12,)
+    torch.testing.assert_close(m.feature_density[:6] + m.feature_density[6:],
                                torch.ones(6, dtype=torch.float64))  # fmt: skip
-    assert sum(m["density_hist"][0]) == 12 and sum(m["l0_hist"][0]) == 500
+    assert sum(m.density_hist[0]) == 12 and sum(m.l0_hist[0]) == 500
 
     # a TopK SAE whose reconstruction is b_dec = mean(x) and a zero code: FVU = 1, all dead
     sae = build_sae(make_config("topk", 6, 8, 2))
@@ -39,8 +42,8 @@ def test_fvu_l0_dead_and_density():
         sae.b_dec.copy_(x.mean(0))
         sae.b_enc.fill_(-1e3)
     m = evaluate(sae, x)
-    assert m["fvu"] == pytest.approx(1.0, rel=1e-5)
-    assert m["l0"] == 0.0 and m["dead_frac"] == 1.0 and m["dense_frac"] == 0.0
+    assert m.fvu == pytest.approx(1.0, rel=1e-5)
+    assert m.l0 == 0.0 and m.dead_frac == 1.0 and m.dense_frac == 0.0
 
 
 def test_evaluate_with_true_features():
@@ -51,7 +54,8 @@ def test_evaluate_with_true_features():
         sae.W_dec[:5] = feats[[2, 0, 4, 1, 3]]
     x = torch.randn(64, 8)
     m = evaluate(sae, x, true_features=feats)
-    assert m["mmcs"] == pytest.approx(1.0) and m["hungarian_cosine"] == pytest.approx(1.0)
+    assert m.mmcs == pytest.approx(1.0) and m.hungarian_cosine == pytest.approx(1.0)
+    assert m.ce_loss_recovered is None and "ce_sae" not in m.to_dict()
     # Hungarian forbids re-using one latent; MMCS does not
     dup = feats[[0, 0, 0]]
     assert mmcs(dup, feats) < 1.0
@@ -88,6 +92,50 @@ def test_ce_loss_recovered_on_a_hooked_transformer():
     zero = ce_loss_recovered(model, none, tokens)
     assert zero["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-4)
     m = evaluate(none, torch.randn(10, 16), model=model, tokens=tokens)
-    assert m["ce_sae"] == pytest.approx(zero["ce_sae"])
+    assert m.ce_sae == pytest.approx(zero["ce_sae"])
+    assert m.kl_zero == pytest.approx(zero["kl_zero"]) and m.mmcs is None
     with pytest.raises(ValueError, match="valid hooks: .*blocks.0.hook_resid_post"):
         ce_loss_recovered(model, none, tokens, hook_name="blocks.9.hook_resid_post")
+
+
+def test_metrics_print_as_a_table_and_serialise_to_scalars():
+    torch.manual_seed(2)
+    x = torch.randn(300, 6)
+    feats = torch.nn.functional.normalize(torch.randn(4, 6), dim=-1)
+    m = evaluate(_identity_relu_sae(6), x, true_features=feats)
+    text = str(m)
+    assert text == repr(m)
+    lines = text.splitlines()
+    assert lines[0] == "SAEMetrics on 300 rows, d_sae 12"
+    # one line per scalar, its value as printed, and no array anywhere in the printout
+    by_name = {ln.split()[0]: ln.split()[1] for ln in lines[1:]}
+    assert set(by_name) == set(m.to_dict()) - {"n_rows"}
+    assert float(by_name["l0"]) == pytest.approx(m.l0, rel=1e-3)
+    assert float(by_name["mmcs"]) == pytest.approx(m.mmcs, rel=1e-3)
+    assert "tensor" not in text and "[" not in text and len(lines) <= 20
+
+    d = m.to_dict()
+    assert json.loads(json.dumps(d)) == d  # JSON-ready: plain numbers only
+    assert all(isinstance(v, (int, float)) for v in d.values())
+    assert {"fvu", "mse", "l0", "l0_std", "l0_q05", "l0_q50", "l0_q95", "dead_frac",
+            "dense_frac", "mmcs", "hungarian_cosine"} <= set(d)  # fmt: skip
+    assert "feature_density" not in d and "ce_loss_recovered" not in d
+    assert d["l0_q50"] == m.l0_quantiles[0.5] == pytest.approx(6.0)
+    s = m.to_series()
+    assert s.dtype == float and list(s.index) == list(d)
+    assert s["fvu"] == pytest.approx(m.fvu)
+
+    # attribute access only; the result is frozen
+    with pytest.raises(TypeError):
+        m["fvu"]  # noqa: B018
+    with pytest.raises(AttributeError):
+        m.fvu = 0.0  # type: ignore[misc]
+
+
+def test_undefined_ce_recovered_is_null_in_json():
+    from dataclasses import replace
+
+    m = replace(evaluate(_identity_relu_sae(4), torch.randn(50, 4)), ce_loss_recovered=math.nan)
+    assert m.to_dict()["ce_loss_recovered"] is None
+    assert math.isnan(m.to_series()["ce_loss_recovered"])
+    assert "nan" in str(m)
