@@ -1,41 +1,25 @@
-"""Synthetic datasets. A plain list of re-exports; each module imports nothing heavy."""
+"""Synthetic datasets. Names load on first use, so a config (`featlab.datasets.mqar.MQARConfig`)
+can be built and checked without torch."""
 
 from __future__ import annotations
 
-from featlab.datasets.graded import GradedDataset, make_graded_dataset
-from featlab.datasets.hierarchical import HierarchicalConfig, HierarchicalData, make_hierarchical
-from featlab.datasets.mqar import MQARConfig, MQARData, make_mqar, recall_pairs, token_names
-from featlab.datasets.shortcut import ProbeGrid, ShortcutDataset, make_shortcut_dataset, probe_grid
-from featlab.datasets.shortcut_images import ShortcutImageDataset, make_shortcut_images
-from featlab.datasets.superposition import (
-    SuperpositionConfig,
-    SuperpositionData,
-    make_superposition,
-)
-from featlab.datasets.wcst import WCST_CUES, WCSTDataset, make_wcst_dataset, wcst_test_sets
+from featlab._lazy import lazy_exports
 
-__all__ = [
-    "WCST_CUES",
-    "GradedDataset",
-    "ProbeGrid",
-    "ShortcutDataset",
-    "ShortcutImageDataset",
-    "WCSTDataset",
-    "make_graded_dataset",
-    "make_shortcut_dataset",
-    "make_shortcut_images",
-    "make_wcst_dataset",
-    "probe_grid",
-    "wcst_test_sets",
-    "HierarchicalConfig",
-    "HierarchicalData",
-    "MQARConfig",
-    "MQARData",
-    "SuperpositionConfig",
-    "SuperpositionData",
-    "make_hierarchical",
-    "make_mqar",
-    "recall_pairs",
-    "token_names",
-    "make_superposition",
-]
+_EXPORTS = {
+    **dict.fromkeys(("GradedDataset", "make_graded_dataset"), "featlab.datasets.graded"),
+    **dict.fromkeys(("HierarchicalConfig", "HierarchicalData", "make_hierarchical"),
+                    "featlab.datasets.hierarchical"),
+    **dict.fromkeys(("MQARConfig", "MQARData", "make_mqar", "recall_pairs", "token_names"),
+                    "featlab.datasets.mqar"),
+    **dict.fromkeys(("ProbeGrid", "ShortcutDataset", "make_shortcut_dataset", "probe_grid"),
+                    "featlab.datasets.shortcut"),
+    **dict.fromkeys(("ShortcutImageDataset", "make_shortcut_images"),
+                    "featlab.datasets.shortcut_images"),
+    **dict.fromkeys(("SuperpositionConfig", "SuperpositionData", "make_superposition"),
+                    "featlab.datasets.superposition"),
+    **dict.fromkeys(("check_tokens_path", "load_tokens"), "featlab.datasets.tokens"),
+    **dict.fromkeys(("WCST_CUES", "WCSTDataset", "make_wcst_dataset", "wcst_test_sets"),
+                    "featlab.datasets.wcst"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__all__ = sorted(_EXPORTS)

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 IGNORE_INDEX = -100
 
@@ -130,6 +133,8 @@ def make_mqar(cfg: MQARConfig, n: int, seed: int = 0) -> MQARData:
         low = half if cfg.filler == "values" else 0
         filler = rng.integers(low, cfg.vocab_size, size=inputs.shape)
         inputs[blank] = filler[blank]
+    import torch  # here, so the config (and the CLI's checks of it) need no torch
+
     return MQARData(torch.from_numpy(inputs), torch.from_numpy(labels), cfg)
 
 
@@ -153,6 +158,8 @@ def recall_pairs(
     ``other [n]``: the corrupt copy replaces the queried key's value in the context by
     another value, so ``logit(answer) - logit(other)`` at P measures recall of that value.
     """
+    import torch
+
     p = cfg.context_len
     data = make_mqar(cfg, 50 * n, seed=seed + 11)
     keep = (data.labels[:, p] >= 0).nonzero().squeeze(1)[:n]

@@ -1,32 +1,89 @@
-"""`SAE_KINDS`: the registry from kind name to SAE class, and config construction by name."""
+"""`SAE_KINDS`: the registry from kind name to SAE class, and config construction by name.
+
+Kind names are known without importing any SAE class (or torch): the built-in kinds are
+registered by module path and loaded on first lookup, so the CLI can reject a misspelt
+`--kind` before the heavy imports. `register` adds a kind of your own.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from featlab.sae.base import SparseAutoencoder
-from featlab.sae.batchtopk import BatchTopKSAE
 from featlab.sae.config import SAEConfig, validate_hparams
-from featlab.sae.feature_choice import FeatureChoiceSAE
-from featlab.sae.matching_pursuit import MatchingPursuitSAE
-from featlab.sae.relu import ReLUSAE
-from featlab.sae.topk import TopKSAE
 
-SAE_KINDS: dict[str, type[SparseAutoencoder]] = {
-    "relu": ReLUSAE,
-    "topk": TopKSAE,
-    "batchtopk": BatchTopKSAE,
-    "mutual_choice": BatchTopKSAE,  # Ayonrinde 2024: the same global top k*B selection
-    "feature_choice": FeatureChoiceSAE,
-    "matching_pursuit": MatchingPursuitSAE,
-}
+if TYPE_CHECKING:  # pragma: no cover
+    from featlab.sae.base import SparseAutoencoder
+
+
+class _KindRegistry(Mapping[str, "type[SparseAutoencoder]"]):
+    """name -> SAE class; a built-in entry is a "module:Class" path until first looked up."""
+
+    def __init__(self, entries: dict[str, Any]) -> None:
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> type[SparseAutoencoder]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, cls = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), cls)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def add(self, name: str, cls: Any) -> None:
+        self._entries[name] = cls
+
+
+SAE_KINDS = _KindRegistry({
+    "relu": "featlab.sae.relu:ReLUSAE",
+    "topk": "featlab.sae.topk:TopKSAE",
+    "batchtopk": "featlab.sae.batchtopk:BatchTopKSAE",
+    # Ayonrinde 2024: the same global top k*B selection as BatchTopK
+    "mutual_choice": "featlab.sae.batchtopk:BatchTopKSAE",
+    "feature_choice": "featlab.sae.feature_choice:FeatureChoiceSAE",
+    "matching_pursuit": "featlab.sae.matching_pursuit:MatchingPursuitSAE",
+})
+
+
+def kind_names() -> list[str]:
+    """Every registered kind name (aliases included), without importing an SAE class."""
+    return list(SAE_KINDS)
+
+
+def check_kind(kind: str) -> str:
+    """`kind` if registered, else a ValueError listing the valid names."""
+    if kind not in SAE_KINDS:
+        import difflib
+
+        close = difflib.get_close_matches(kind, kind_names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown SAE kind {kind!r}{hint}; valid kinds: {', '.join(SAE_KINDS)}")
+    return kind
+
+
+def register(name: str, cls: type[SparseAutoencoder]) -> None:
+    """Make `cls` (a `SparseAutoencoder` subclass with a `kind` and an `Hparams` dataclass)
+    trainable and loadable by `name`; refuses to shadow a registered kind."""
+    if name in SAE_KINDS:
+        raise ValueError(f"SAE kind {name!r} is already registered (as {SAE_KINDS[name]})")
+    for attr in ("kind", "Hparams"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"{cls.__name__} has no {attr!r}; subclass SparseAutoencoder")
+    SAE_KINDS.add(name, cls)
 
 
 def canonical_kind(kind: str) -> str:
     """Registry name -> the class's own kind name ("mutual_choice" -> "batchtopk")."""
-    if kind not in SAE_KINDS:
-        raise ValueError(f"unknown SAE kind {kind!r}; valid kinds: {', '.join(SAE_KINDS)}")
-    return SAE_KINDS[kind].kind
+    return SAE_KINDS[check_kind(kind)].kind
 
 
 def make_config(
