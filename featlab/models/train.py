@@ -1,9 +1,11 @@
 """Training loop for hooked models: AdamW, linear warm-up + cosine decay, tqdm, checkpoints.
 
-A checkpoint (``train_state.pt``, written atomically every `checkpoint_every` steps) holds the
-model, optimizer, scheduler, the batch sampler's generator, torch's RNG state, the step and
-the loss history, so a run interrupted at any point and restarted with the same arguments
-ends bit-identical (on CPU) to one that never stopped.
+A checkpoint (``train_state.pt``, written atomically every `checkpoint_every` steps or
+`checkpoint_seconds` seconds, whichever comes first) holds the model, optimizer, scheduler,
+the batch sampler's generator, torch's RNG state, the step and the loss history, so a run
+interrupted at any point and restarted with the same arguments ends bit-identical (on CPU) to
+one that never stopped. Inside `featlab._interrupt.stop_on_signals` a SIGINT / SIGTERM stops
+the loop at the next step boundary, after a checkpoint (`featlab.errors.Interrupted`).
 
 Data is either ``(inputs, labels)`` (labels ``[n, pos]`` aligned with the inputs, ``-100``
 where nothing is scored, as `featlab.datasets.mqar` makes) or a token tensor ``[n, pos]``
@@ -25,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from featlab._atomic import atomic_write_bytes
+from featlab._interrupt import stop_requested
+from featlab.errors import Interrupted, TrainingDiverged
 from featlab.models.config import HybridConfig
 from featlab.models.hybrid import HookedHybrid, lm_cross_entropy
 from featlab.models.io import save_model
@@ -108,6 +112,7 @@ def train_model(
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 200,
+    checkpoint_seconds: float | None = None,
     resume: bool = True,
     progress: bool = True,
     callback: Callable[[int, float], bool | None] | None = None,
@@ -117,9 +122,10 @@ def train_model(
     Args:
         data: ``(inputs, labels)`` LongTensors ``[n, pos]`` or tokens ``[n, pos]``.
         steps: optimizer steps in all (the schedule's length; keep it fixed across a resume).
-        checkpoint_dir: where ``train_state.pt`` goes every `checkpoint_every` steps and the
-            final model (`save_model`) at the end; with `resume`, an existing state there is
-            loaded and training continues from its step.
+        checkpoint_dir: where ``train_state.pt`` goes every `checkpoint_every` steps (and
+            every `checkpoint_seconds`, when given) and the final model (`save_model`) at the
+            end; with `resume`, an existing state there is loaded and training continues from
+            its step.
         callback: called as ``callback(step, loss)`` after each step (and its checkpoint);
             returning True stops training there (early stopping; `TrainResult.steps` says
             where). The schedule still spans `steps`.
@@ -145,7 +151,7 @@ def train_model(
     from tqdm.auto import tqdm
 
     model.train()
-    t0 = time.perf_counter()
+    t0 = last_save = time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress)
     for step in bar:
         idx = torch.randint(0, inputs.shape[0], (batch_size,), generator=gen)
@@ -153,8 +159,9 @@ def train_model(
         y = None if labels is None else labels[idx].to(device)
         loss = batch_loss(model, x, y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss is {loss.item()} at step {step}; lower lr (now {lr}) or check the data"
+            raise TrainingDiverged(
+                f"the training loss became {loss.item()} at step {step}; lower {{opt:lr}} "
+                f"(now {lr:g}) or check the data"
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -166,8 +173,18 @@ def train_model(
         if step % 10 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         done = step + 1
-        if ckpt is not None and (done % checkpoint_every == 0 or done == steps):
+        now = time.perf_counter()
+        due = done % checkpoint_every == 0 or done == steps or (
+            checkpoint_seconds is not None and now - last_save >= checkpoint_seconds)
+        if ckpt is not None and due:
             _save_state(ckpt, model, opt, sched, gen, done, steps, losses)
+            last_save = now
+        signal_name = stop_requested()
+        if signal_name is not None and done < steps:
+            bar.close()
+            if ckpt is not None and not due:
+                _save_state(ckpt, model, opt, sched, gen, done, steps, losses)
+            raise Interrupted("training", done, steps, ckpt, signal_name)
         if callback is not None and callback(done, losses[-1]):
             steps_run = done
             if ckpt is not None:

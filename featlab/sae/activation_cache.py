@@ -17,7 +17,6 @@ bfloat16 (which numpy lacks) is stored as its raw uint16 bits and viewed back in
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from featlab._atomic import atomic_path, atomic_write_text
+from featlab._fingerprint import model_fingerprint, tensor_fingerprint
 
 if TYPE_CHECKING:
     from featlab.sae.activations import ActivationSource
@@ -37,22 +37,6 @@ MANIFEST = "manifest.json"
 FORMAT = "featlab-activation-cache"
 FORMAT_VERSION = 1
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
-
-
-def tensor_fingerprint(t: torch.Tensor) -> str:
-    """sha256 (first 16 hex digits) of a tensor's dtype, shape and bytes."""
-    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """Hash of a model's class and every parameter and buffer: equal iff same weights."""
-    h = hashlib.sha256(type(model).__name__.encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor_fingerprint(t).encode())
-    return h.hexdigest()[:16]
 
 
 def _save_shard(path: Path, arr: np.ndarray) -> None:

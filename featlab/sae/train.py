@@ -6,6 +6,9 @@ Default learning rate 2e-4 / sqrt(d_sae / 2**14), the width scaling fitted by Ga
 removed and, after every step, the rows are renormalised. Checkpoints hold the SAEs (with their
 statistics buffers), the Adam states and the step; the learning rate and the data order are
 functions of the step, so a resumed run ends bit-identical to an uninterrupted one on CPU.
+Inside `featlab._interrupt.stop_on_signals` a SIGINT / SIGTERM stops training at the next
+step after a checkpoint (`featlab.errors.Interrupted`); a run whose batch FVU stays far
+above 1 stops with `featlab.errors.TrainingDiverged` (`featlab.sae.divergence`).
 
 Under torch.distributed (``torchrun``) each rank trains on its own shard; gradients are
 averaged and the per-batch latent statistics summed over ranks, DDP-style. For TopK and
@@ -17,6 +20,7 @@ are those of the smaller per-rank batch (thresholds are averaged over ranks).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,17 +29,20 @@ import torch
 from torch import Tensor
 
 from featlab._atomic import atomic_path
+from featlab._interrupt import stop_requested
+from featlab.errors import Interrupted, TrainingDiverged
 from featlab.sae.base import SparseAutoencoder
 from featlab.sae.config import TrainConfig
+from featlab.sae.divergence import DivergenceGuard, default_patience
 from featlab.sae.registry import SAE_KINDS, build_sae, canonical_kind, make_config
 from featlab.sae.stream import BatchStream
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _SPEC_KEYS = ("kind", "d_sae", "k", "lr", "seed", "dtype")
 _TRAIN_KEYS = (
-    "tokens", "batch_size", "lr", "seed", "checkpoint_dir", "checkpoint_every", "resume",
-    "progress", "device", "hook_name", "model_name", "dtype", "warmup_steps", "decay_frac",
-    "b_dec_init", "callback",
+    "tokens", "batch_size", "lr", "seed", "checkpoint_dir", "checkpoint_every",
+    "checkpoint_seconds", "resume", "progress", "device", "hook_name", "model_name", "dtype",
+    "warmup_steps", "decay_frac", "b_dec_init", "max_fvu", "callback",
 )  # fmt: skip
 
 
@@ -76,9 +83,10 @@ def train_sae(
     ``.hook_name``). k: active latents per token (mean for BatchTopK / Feature Choice, pursuit
     steps for Matching Pursuit; ignored by "relu"). checkpoint_every: steps between atomic
     checkpoints in ``checkpoint_dir`` (resumed from when ``resume``). Other keywords: the
-    trainer's (hook_name, model_name, dtype, warmup_steps, decay_frac, b_dec_init, callback)
-    and the kind's hyperparameters (e.g. ``aux_coef``, ``dead_tokens`` for TopK); an unknown
-    keyword raises a TypeError listing the valid ones.
+    trainer's (hook_name, model_name, dtype, warmup_steps, decay_frac, b_dec_init,
+    checkpoint_seconds, max_fvu, callback; see `train_saes`) and the kind's hyperparameters
+    (e.g. ``aux_coef``, ``dead_tokens`` for TopK); an unknown keyword raises a TypeError
+    listing the valid ones.
     """
     trainer_kw = {key: kwargs.pop(key) for key in list(kwargs) if key in _TRAIN_KEYS}
     spec = {"kind": kind, "d_sae": d_sae, "k": k, "lr": lr, **kwargs}
@@ -135,12 +143,18 @@ def train_saes(
     warmup_steps: int | None = None,
     decay_frac: float = 0.2,
     b_dec_init: str = "geometric_median",
+    checkpoint_seconds: float | None = None,
+    max_fvu: float | None = 10.0,
     callback: Callable[[int, list[SparseAutoencoder], list[dict[str, float]]], None] | None = None,
 ) -> list[SparseAutoencoder]:
     """Train one SAE per spec on a single pass over ``acts``: every batch is drawn once and fed
     to each SAE. A spec is a dict with "kind", "d_sae", "k", optional "lr", "seed", "dtype" and
     the kind's hyperparameters. ``callback(step, saes, logs)`` runs after each step (logs: one
-    dict per SAE with loss, mse, aux, l0, lr; plus fvu and dead_frac on logging steps)."""
+    dict per SAE with loss, mse, aux, l0, lr, fvu; plus dead_frac on logging steps).
+
+    checkpoint_seconds: also checkpoint when this long has passed since the last one.
+    max_fvu: stop with `TrainingDiverged` when an SAE's batch FVU stays above this after the
+    warm-up (None: never)."""
     if not specs:
         raise ValueError("train_saes needs at least one spec")
     rank, world = _dist()
@@ -169,12 +183,15 @@ def train_saes(
     if world > 1:
         _broadcast_params(saes)
 
+    guards = [DivergenceGuard(max_fvu, default_patience(n_steps), after_step=warmup)
+              for _ in saes]
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_steps, initial=start, desc="train_sae", unit="step")
     batches = stream.batches(start)
+    last_save = time.perf_counter()
     for step in range(start, n_steps):
         try:
             x = next(batches).to(dev, saes[0].W_dec.dtype)
@@ -198,6 +215,9 @@ def train_saes(
             _step(sae, opt, x, lr * scale, step, world, log_now or callback is not None)
             for sae, opt, lr in zip(saes, opts, lrs, strict=True)
         ]
+        fvus = [lg["fvu"] for lg in logs] if world == 1 else _max_over_ranks(logs)
+        for sae, guard, fvu, lr in zip(saes, guards, fvus, lrs, strict=True):
+            guard.check(step, fvu, sae.kind, lr)
         if bar is not None:
             bar.update(1)
             if log_now:
@@ -209,8 +229,19 @@ def train_saes(
         if callback is not None:
             callback(step, saes, logs)
         done = step + 1
-        if ckpt is not None and tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0:
+        now = time.perf_counter()
+        due = bool(tcfg.checkpoint_every) and done % tcfg.checkpoint_every == 0
+        due = due or (checkpoint_seconds is not None and now - last_save >= checkpoint_seconds)
+        if ckpt is not None and due:
             _save_checkpoint(ckpt, meta, saes, opts, done, rank)
+            last_save = now
+        signal_name = stop_requested()
+        if signal_name is not None and done < n_steps:
+            if bar is not None:
+                bar.close()
+            if ckpt is not None and not due:
+                _save_checkpoint(ckpt, meta, saes, opts, done, rank)
+            raise Interrupted("SAE training", done, n_steps, ckpt, signal_name)
     if bar is not None:
         bar.close()
     if ckpt is not None and start < n_steps:
@@ -232,9 +263,9 @@ def _step(
     sae.train()
     out = sae.training_loss(x)
     if not bool(torch.isfinite(out.loss)):
-        raise FloatingPointError(
-            f"the {sae.kind} SAE's loss became {float(out.loss)} at step {step}; lower the "
-            "learning rate or check the activations' scale"
+        raise TrainingDiverged(
+            f"the {sae.kind} SAE's loss became {float(out.loss)} at step {step}; lower "
+            f"{{opt:lr}} (now {lr:.3g}) or check the activations' scale"
         )
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
@@ -254,10 +285,11 @@ def _step(
         "l0": out.l0,
         "lr": lr,
     }
+    with torch.no_grad():  # every step: the divergence guard reads it
+        var = (x - x.mean(0)).pow(2).sum()
+        log["fvu"] = float((x - out.x_hat).pow(2).sum() / var.clamp(min=1e-12))
     if with_metrics:
         with torch.no_grad():
-            var = (x - x.mean(0)).pow(2).sum()
-            log["fvu"] = float((x - out.x_hat).pow(2).sum() / var.clamp(min=1e-12))
             window = min(int(getattr(sae.hp, "dead_tokens", 1_000_000)), int(sae.tokens_seen))
             log["dead_frac"] = float((sae.tokens_since_fired >= window).float().mean())
     return log
@@ -283,6 +315,15 @@ def _all_reduce(
         dist.all_reduce(val)
         val /= world
     return counts, extra, n_tok * world
+
+
+def _max_over_ranks(logs: list[dict[str, float]]) -> list[float]:
+    """Every rank must stop together, so the guard judges the worst rank's FVU."""
+    import torch.distributed as dist
+
+    t = torch.tensor([lg["fvu"] for lg in logs], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
 
 
 def _gather_rows(x: Tensor) -> Tensor:
