@@ -2,39 +2,22 @@
 
 `open_store(path)` gives a `FeatureStore` (the app's read API); `analyze(...)` fills a store
 from a model and SAEs; `write_table` lets other packages add rows (complexity, shortcut).
-`analyze` imports torch, so it loads on first use and the reader stays light.
+`update_sae` / `update_features` add what later stages compute. Names load on first use: the
+reader needs no torch, and `import featlab.store` needs neither torch nor DuckDB.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from featlab._lazy import lazy_exports
 
-from featlab.store.errors import NotAStoreError, StoreError, StoreFormatError
-from featlab.store.reader import FeatureCard, FeatureStore, open_store
-from featlab.store.schema import FORMAT_VERSION, SCHEMAS, TABLES
-from featlab.store.writer import init_store, write_table
-
-_LAZY = {
-    "analyze": "featlab.store.analyze",
-    "AnalyzeConfig": "featlab.store.analyze",
+_EXPORTS = {
+    **dict.fromkeys(("NotAStoreError", "StoreError", "StoreFormatError"), "featlab.store.errors"),
+    **dict.fromkeys(("FeatureCard", "FeatureStore", "open_store"), "featlab.store.reader"),
+    **dict.fromkeys(("FORMAT_VERSION", "SCHEMAS", "TABLES"), "featlab.store.schema"),
+    **dict.fromkeys(("init_store", "write_table"), "featlab.store.writer"),
+    **dict.fromkeys(("update_features", "update_sae"), "featlab.store.update"),
+    **dict.fromkeys(("analyze", "AnalyzeConfig"), "featlab.store.analysis"),
     "top_features_for_prompt": "featlab.store.live",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        # Importing featlab.store.analyze binds the *module* to the package attribute
-        # `analyze`; rebind the function so both access orders give the function.
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'featlab.store' has no attribute {name!r}")
-
-
-__all__ = [
-    "FORMAT_VERSION", "SCHEMAS", "TABLES", "AnalyzeConfig", "FeatureCard", "FeatureStore",
-    "NotAStoreError", "StoreError", "StoreFormatError", "analyze", "init_store", "open_store",
-    "top_features_for_prompt", "write_table",
-]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__all__ = sorted(_EXPORTS)

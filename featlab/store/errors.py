@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from featlab.errors import UserError
 
-class StoreError(Exception):
-    """Base class of store errors."""
+
+class StoreError(UserError):
+    """Base class of store errors: each names the path and the fix, so the CLI and the app
+    show it as a message, not a traceback."""
 
 
 class NotAStoreError(StoreError, FileNotFoundError):

@@ -4,7 +4,7 @@ A store is a directory::
 
     <store>/featlab_store.json          manifest: format name + version (marks the directory)
     <store>/<table>/<part>.parquet      append-only parts, one table per sub-directory
-    <store>/.analyze/state.pt           resumable `analyze` state (removed once finished)
+    <store>/.analyze/state-<ids>.pt     resumable `analyze` state (removed once finished)
 
 Every table is the union of its parts. Parts written by `analyze` have deterministic names
 (one per SAE and table), so re-running or resuming replaces a part instead of adding

@@ -63,7 +63,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not manifest.is_file():
         raise NotAStoreError(
             f"{root} is not a featlab store (no {MANIFEST}); create one with "
-            "`featlab analyze ... --store {root}` or featlab.store.analyze(...)"
+            f"`featlab analyze ... --store {root}` or featlab.store.analyze(...)"
         )
     try:
         meta = json.loads(manifest.read_text())

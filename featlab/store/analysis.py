@@ -1,16 +1,24 @@
 """`analyze`: run a model and its SAE(s) over a token dataset and fill a feature store.
 
 One pass over the data, batch by batch, updates a `FeatureStream` per SAE (bounded memory);
-the state is checkpointed every `checkpoint_every` batches so an interrupted run resumes where
-it stopped. At the end every table is written as one part per SAE with a deterministic name,
-so a resumed or repeated run replaces rows instead of duplicating them.
+the state is checkpointed every `checkpoint_every` batches (or `checkpoint_seconds`) so an
+interrupted run resumes where it stopped; inside `featlab._interrupt.stop_on_signals` a
+SIGINT / SIGTERM checkpoints and raises `featlab.errors.Interrupted`. At the end every table
+is written as one part per SAE with a deterministic name.
+
+Store ids are never replaced silently. Each SAE's row records the fingerprint of what made
+it (settings, tokens, model and SAE weights): analysing the same again is a no-op that
+returns the stored rows, and analysing something else under a stored id (or resuming a
+checkpoint made with other settings) raises `featlab.errors.RunConflict` unless
+`overwrite=True`, which replaces analyze's own parts of that id (user-written explanations
+are kept).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,10 +30,15 @@ import pyarrow as pa
 import torch
 
 from featlab._atomic import atomic_path
+from featlab._fingerprint import settings_fingerprint
+from featlab._interrupt import stop_requested
+from featlab.errors import Interrupted, RunConflict, UserError
 from featlab.store import dictionary as dic
 from featlab.store.examples import auto_explanations, example_table, top_peak_tokens
+from featlab.store.ids import claim_ids, fingerprints, read_state, run_key
 from featlab.store.schema import STATE_DIR
 from featlab.store.stream import FeatureStream
+from featlab.store.update import remove_analysis
 from featlab.store.writer import init_store, now_iso, write_part
 
 
@@ -41,7 +54,6 @@ class AnalyzeConfig:
     n_logits: int = 10
     n_hist_bins: int = 48
     correlations: bool = True
-    checkpoint_every: int = 100  # batches; 0 disables checkpoints
     seed: int = 0
 
 
@@ -56,7 +68,7 @@ def analyze(
     quantile_bands: int = 4,
     context_window: int = 8,
     seed: int = 0,
-    resume: bool = True,
+    overwrite: bool = False,
     progress: bool = True,
     vocab: Sequence[str] | None = None,
     model_name: str | None = None,
@@ -64,6 +76,7 @@ def analyze(
     n_logits: int = 10,
     correlations: bool = True,
     checkpoint_every: int = 100,
+    checkpoint_seconds: float | None = None,
     model_path: str | Path | None = None,
     sae_paths: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
@@ -75,17 +88,24 @@ def analyze(
     model's tokenizer, else the ids as text). model_path / sae_paths (sae_id -> directory):
     where the saved model and SAEs live, recorded in each SAE's `config` JSON as
     `model_path` / `sae_path` (relative to the store when they share a parent) so the app's
-    prompt view can load them without flags. Returns the `saes` table rows written.
+    prompt view can load them without flags. checkpoint_every (batches; 0: never) /
+    checkpoint_seconds: how often the pass is checkpointed. overwrite: replace stored ids and
+    checkpoints that came from other settings (see the module docstring). Returns the `saes`
+    table rows written (or stored, when the same analysis was already done).
     """
     cfg = AnalyzeConfig(
         batch_size=batch_size, n_examples=n_examples, quantile_bands=quantile_bands,
         context_window=context_window, n_neighbours=n_neighbours, n_logits=n_logits,
-        correlations=correlations, checkpoint_every=checkpoint_every, seed=seed,
+        correlations=correlations, seed=seed,
     )
     _check_config(cfg)
-    tokens = _check_tokens(tokens)
+    tokens = _check_tokens(tokens, getattr(getattr(model, "cfg", None), "d_vocab", None))
     named = _name_saes(saes)
     hooks = {sid: _hook_of(model, sid, sae) for sid, sae in named.items()}
+    layers = [_layer(h) for h in hooks.values()]
+    stop = None if any(lay is None for lay in layers) else max(layers) + 1
+    names = sorted(set(hooks.values()))
+    _check_widths(model, named, hooks, tokens[:1], names, stop)  # before any file is written
     root = init_store(store_path)
     streams = {
         sid: FeatureStream(
@@ -95,23 +115,30 @@ def analyze(
         )
         for sid, sae in named.items()
     }
-    fingerprint = _fingerprint(cfg, tokens, named, hooks)
-    state_path = root / STATE_DIR / "state.pt"
+    prints = fingerprints(asdict(cfg), tokens, model, named, hooks)
+    done_rows = claim_ids(root, prints, overwrite)
+    if done_rows is not None:
+        return done_rows
+    fingerprint = settings_fingerprint(prints)
+    state_path = root / STATE_DIR / f"{run_key(named)}.pt"
     generator = torch.Generator().manual_seed(seed)
     start = 0
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+    if state_path.exists():
+        state = read_state(state_path)
         if state.get("fingerprint") == fingerprint:
             for sid, st in streams.items():
                 st.load_state_dict(state["streams"][sid])
             generator.set_state(state["rng"])
             start = int(state["next_batch"])
+        elif not overwrite:
+            raise RunConflict(
+                f"{root} holds an interrupted analyze of SAE(s) {sorted(named)} made with other "
+                "settings, tokens or weights; pass {opt:overwrite=True} to discard it and start "
+                "again, or analyze into another store"
+            )
     n_batches = (len(tokens) + batch_size - 1) // batch_size
-    layers = [_layer(h) for h in hooks.values()]
-    stop = None if any(lay is None for lay in layers) else max(layers) + 1
-    names = sorted(set(hooks.values()))
-
     bar = _progress(progress, n_batches, start)
+    last_save = time.perf_counter()
     for i in range(start, n_batches):
         batch = tokens[i * batch_size : (i + 1) * batch_size]
         with torch.no_grad():
@@ -132,8 +159,20 @@ def analyze(
         if bar is not None:
             bar.update(1)
         done = i + 1
-        if checkpoint_every and (done % checkpoint_every == 0) and done < n_batches:
+        now = time.perf_counter()
+        due = done < n_batches and (
+            bool(checkpoint_every) and done % checkpoint_every == 0
+            or checkpoint_seconds is not None and now - last_save >= checkpoint_seconds)
+        if due:
             _save_state(state_path, fingerprint, streams, generator, done)
+            last_save = now
+        signal_name = stop_requested()
+        if signal_name is not None and done < n_batches:
+            if bar is not None:
+                bar.close()
+            if not due:
+                _save_state(state_path, fingerprint, streams, generator, done)
+            raise Interrupted("analyze", done, n_batches, state_path, signal_name)
     if bar is not None:
         bar.close()
 
@@ -142,8 +181,10 @@ def analyze(
         raise KeyError(f"sae_paths names SAE(s) {unknown} not being analysed; SAE ids are "
                        f"{sorted(named)}")
     locations = {sid: _locations(root, model_path, (sae_paths or {}).get(sid)) for sid in named}
+    if overwrite:
+        remove_analysis(root, list(named))
     rows = _write_tables(root, model, named, hooks, streams, tokens, cfg, vocab, model_name,
-                         locations)
+                         locations, prints)
     state_path.unlink(missing_ok=True)
     return rows
 
@@ -152,17 +193,22 @@ def analyze(
 def _check_config(cfg: AnalyzeConfig) -> None:
     for name in ("batch_size", "n_examples", "quantile_bands"):
         if getattr(cfg, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+            raise UserError(f"{{opt:{name}}} must be positive, got {getattr(cfg, name)}")
     if cfg.context_window < 0:
-        raise ValueError(f"context_window must be >= 0, got {cfg.context_window}")
+        raise UserError(f"{{opt:context_window}} must be >= 0, got {cfg.context_window}")
 
 
-def _check_tokens(tokens: Any) -> torch.Tensor:
+def _check_tokens(tokens: Any, d_vocab: int | None) -> torch.Tensor:
     tokens = torch.as_tensor(tokens)
-    if tokens.ndim != 2 or tokens.dtype.is_floating_point:
-        raise ValueError(
+    if tokens.ndim != 2 or tokens.dtype.is_floating_point or tokens.numel() == 0:
+        raise UserError(
             f"tokens must be integer ids of shape [n_seq, seq_len], got shape "
             f"{tuple(tokens.shape)} dtype {tokens.dtype}"
+        )
+    if d_vocab is not None and not 0 <= int(tokens.min()) <= int(tokens.max()) < d_vocab:
+        raise UserError(
+            f"token ids span {int(tokens.min())}..{int(tokens.max())} but the model's "
+            f"vocabulary has ids 0..{d_vocab - 1}; were the tokens made for another model?"
         )
     return tokens.long()
 
@@ -182,7 +228,7 @@ def _name_saes(saes: Any) -> dict[str, Any]:
                 sid = f"{base}-{n}"
             named[sid] = sae
     if not named:
-        raise ValueError("no SAEs given; pass one SAE, a list or a dict sae_id -> SAE")
+        raise UserError("no SAEs given; pass one SAE, a list or a dict sae_id -> SAE")
     for sid, sae in named.items():
         for attr in ("encode", "decode", "W_dec", "cfg"):
             if not hasattr(sae, attr):
@@ -193,26 +239,30 @@ def _name_saes(saes: Any) -> dict[str, Any]:
 def _hook_of(model: Any, sid: str, sae: Any) -> str:
     hook = getattr(sae.cfg, "hook_name", None)
     if not hook:
-        raise ValueError(f"SAE {sid!r} has no cfg.hook_name; set the hook it was trained on")
+        raise UserError(f"SAE {sid!r} has no cfg.hook_name; set the hook it was trained on")
     if hook not in model.hook_dict:
         valid = [n for n in model.hook_dict if "hook_" in n]
-        raise ValueError(f"SAE {sid!r} reads hook {hook!r}, which the model lacks; valid: {valid}")
+        raise UserError(f"SAE {sid!r} reads hook {hook!r}, which the model lacks; valid: {valid}")
     return hook
+
+
+def _check_widths(model: Any, saes: dict, hooks: dict, one: torch.Tensor, names: list[str],
+                  stop: int | None) -> None:
+    """Every SAE's d_in equals its hook's width (one sequence through the model)."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(one, names_filter=names, stop_at_layer=stop)
+    for sid, sae in saes.items():
+        x = cache[hooks[sid]]
+        width = int(x.reshape(x.shape[0], x.shape[1], -1).shape[-1])
+        if width != int(sae.W_dec.shape[1]):
+            raise UserError(
+                f"SAE {sid!r} takes d_in={int(sae.W_dec.shape[1])} but hook {hooks[sid]!r} "
+                f"gives width {width}; pair it with the model (and hook) it was trained on")
 
 
 def _layer(hook: str) -> int | None:
     parts = hook.split(".")
     return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" else None
-
-
-def _fingerprint(cfg: AnalyzeConfig, tokens: torch.Tensor, saes: dict, hooks: dict) -> str:
-    h = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True).encode())
-    h.update(str(tuple(tokens.shape)).encode())
-    h.update(tokens.numpy().tobytes())
-    for sid in sorted(saes):
-        h.update(f"{sid}|{hooks[sid]}".encode())
-        h.update(saes[sid].W_dec.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:
@@ -263,7 +313,7 @@ def _vocab_strings(model: Any, vocab: Sequence[str] | None, d_vocab: int) -> lis
 def _write_tables(
     root: Path, model: Any, saes: dict, hooks: dict, streams: dict, tokens: torch.Tensor,
     cfg: AnalyzeConfig, vocab: Sequence[str] | None, model_name: str | None,
-    locations: dict[str, dict[str, str]],
+    locations: dict[str, dict[str, str]], prints: dict[str, str],
 ) -> pd.DataFrame:
     d_vocab = int(getattr(model.cfg, "d_vocab", int(tokens.max()) + 1))
     strings = _vocab_strings(model, vocab, d_vocab)
@@ -319,10 +369,10 @@ def _write_tables(
         config = c.to_json() if hasattr(c, "to_json") else json.dumps(
             {k: v for k, v in vars(c).items() if isinstance(v, (str, int, float, bool))}
         )
-        if locations.get(sid):
-            parsed = json.loads(config)
-            if isinstance(parsed, dict):
-                config = json.dumps({**parsed, **locations[sid]})
+        parsed = json.loads(config)
+        if isinstance(parsed, dict):
+            config = json.dumps({**parsed, **locations.get(sid, {}),
+                                 "analyze_fingerprint": prints[sid]})
         row = {
             "sae_id": sid, "model": name, "hook": hooks[sid], "kind": str(c.kind),
             "d_in": int(w_dec.shape[1]), "d_sae": int(w_dec.shape[0]),
