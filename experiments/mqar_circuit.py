@@ -40,38 +40,28 @@ SIZES = {
 
 
 def build(size: dict, seed: int, runs: Path, progress: bool):
-    from featlab.demo import train_mqar_model
-    from featlab.sae import train_sae
-    from featlab.sae.io import load_sae, save_sae
+    """The model and one TopK SAE per hook, as runs under `runs` (trained once, then loaded:
+    `featlab.runs` refuses a folder that holds other settings)."""
+    from featlab.datasets import MQARConfig
+    from featlab.runs import MQARModelConfig, SAERunConfig, train_mqar_model, train_sae_run
 
-    run = train_mqar_model(
-        ("gdn", "attn"), d_model=size["d_model"], n_heads=2, vocab_size=size["vocab_size"],
-        seq_len=size["seq_len"], num_kv_pairs=size["kv"], n_train=size["n_train"],
-        steps=size["steps"], batch_size=size["batch"], seed=seed, out=runs / "model",
-        n_test=500, progress=progress,
-    )
-    model = run.model.eval()
-    from featlab.datasets import MQARConfig, make_mqar
-
-    mqar = MQARConfig(vocab_size=size["vocab_size"], seq_len=size["seq_len"],
-                      num_kv_pairs=size["kv"])
-    data = make_mqar(mqar, max(size["sae_tokens"] // size["seq_len"], 64), seed=seed + 7)
+    run = train_mqar_model(MQARModelConfig(
+        layers=("gdn", "attn"), d_model=size["d_model"], n_heads=2,
+        vocab_size=size["vocab_size"], seq_len=size["seq_len"], num_kv_pairs=size["kv"],
+        n_train=size["n_train"], steps=size["steps"], batch_size=size["batch"], seed=seed,
+        out=runs / "model", n_test=500, progress=progress,
+    ))
     saes = {}
     for i, hook in enumerate((H0, H1)):  # distinct seeds, so the SAEs share no init
-        sae_dir = runs / f"sae_{hook.replace('.', '_')}_{size['d_sae']}_{size['k']}_s{seed}_{i}"
-        if (sae_dir / "cfg.json").is_file():
-            saes[hook] = load_sae(sae_dir)
-            continue
-        with torch.no_grad():
-            _, cache = model.run_with_cache(data.inputs, names_filter=[hook])
-        acts = cache[hook].reshape(-1, cache[hook].shape[-1])
-        sae = train_sae(acts, kind="topk", d_sae=size["d_sae"], k=size["k"],
-                        tokens=size["sae_tokens"], batch_size=256, seed=seed * 10 + i,
-                        hook_name=hook,
-                        progress=progress)
-        save_sae(sae, sae_dir)
-        saes[hook] = sae
-    return model, saes, mqar, run.table
+        sae_run = train_sae_run(SAERunConfig(
+            model=runs / "model", hook=hook, kind="topk", width=size["d_sae"], k=size["k"],
+            tokens=size["sae_tokens"], batch_size=256, seed=seed * 10 + i,
+            out=runs / f"sae_{hook.replace('.', '_')}", progress=progress,
+        ))
+        saes[hook] = sae_run.sae.eval()
+    mqar = MQARConfig(vocab_size=size["vocab_size"], seq_len=size["seq_len"],
+                      num_kv_pairs=size["kv"])
+    return run.model.eval(), saes, mqar, run.table
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

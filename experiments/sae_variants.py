@@ -3,7 +3,7 @@
 (a) superposition data whose true L0 varies per sample (`featlab.datasets.superposition`),
 (b) the hierarchical tree data of the Matching Pursuit paper (`featlab.datasets.hierarchical`),
 (c) the residual stream after layer 0 of a ["gdn", "attn"] HookedHybrid trained on MQAR
-    (trained once with `featlab.demo.train_mqar_model`, cached under `runs/`).
+    (trained once with `featlab.runs.train_mqar_model`, kept under `runs/`).
 
 Table: FVU, L0, dead %, MMCS (ground truth: all features; tree data also children and
 parents separately), CE-loss recovered (model), samples/s (training wall clock; the model
@@ -23,13 +23,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sae_common import write_figure, write_table  # noqa: E402
+
+if TYPE_CHECKING:
+    from featlab.sae import SAEMetrics
 
 KINDS = ("relu", "topk", "batchtopk", "feature_choice", "matching_pursuit")
 # ReLU has no k: its sparsity is set by the L1 coefficient; these give L0s in the range of
@@ -70,15 +73,15 @@ def _train(acts: Any, kind: str, d_sae: int, k: int, s: dict, seed: int, **kw: A
     return sae, s["tokens"] / (time.perf_counter() - t0)
 
 
-def _row(dataset: str, kind: str, k: int, sae: Any, m: dict, sps: float) -> dict[str, Any]:
+def _row(dataset: str, kind: str, k: int, sae: Any, m: SAEMetrics, sps: float) -> dict[str, Any]:
     # For "relu", k is the sweep point only: its sparsity comes from l1_coef.
-    print(f"  {dataset:>20} {kind:>16} k={k}: fvu {m['fvu']:.3f} l0 {m['l0']:.2f} "
+    print(f"  {dataset:>20} {kind:>16} k={k}: fvu {m.fvu:.3f} l0 {m.l0:.2f} "
           f"({sps:.0f} samples/s)", file=sys.stderr, flush=True)  # fmt: skip
     return {
         "dataset": dataset, "kind": kind, "d_sae": sae.d_sae, "k": k,
         "l1_coef": RELU_L1.get(k, 3.0) if kind == "relu" else None,
-        "fvu": m["fvu"], "l0": m["l0"], "dead_pct": 100 * m["dead_frac"],
-        "mmcs": m.get("mmcs"), "samples_per_s": sps,
+        "fvu": m.fvu, "l0": m.l0, "dead_pct": 100 * m.dead_frac,
+        "mmcs": m.mmcs, "samples_per_s": sps,
     }  # fmt: skip
 
 
@@ -115,20 +118,21 @@ def run_tree(s: dict, seed: int) -> list[dict[str, Any]]:
 
 
 def run_model(s: dict, seed: int, out: Path) -> list[dict[str, Any]]:
-    from featlab.demo import train_mqar_model
+    from featlab.models import load_task
+    from featlab.runs import MQARModelConfig, train_mqar_model
+    from featlab.runs.tasks import task_tokens
     from featlab.sae import evaluate
     from featlab.sae.activations import ActivationSource
-    from featlab.sae.pipeline import task_tokens
 
     model_dir = Path(s["model_out"]) if s["model_out"] else out / "model"
-    cfg = dict(s["model"])
-    run = train_mqar_model(tuple(cfg.pop("layers")), out=model_dir, seed=seed, progress=False,
-                           **cfg)  # fmt: skip
+    run = train_mqar_model(MQARModelConfig(**s["model"], out=model_dir, seed=seed,
+                                           progress=False))
     model = run.model
     hook = "blocks.0.hook_resid_post"
     n_seq = -(-s["model_tokens"] // model.cfg.n_ctx)
-    train_toks, _ = task_tokens(model_dir, model, n_seq, seed)
-    eval_toks, _ = task_tokens(model_dir, model, s["model_eval_seqs"], seed + 10_007)
+    task = load_task(model_dir)
+    train_toks = task_tokens(task, n_seq, seed)
+    eval_toks = task_tokens(task, s["model_eval_seqs"], seed + 10_007)
     x_eval = ActivationSource(model, hook, eval_toks).collect()
     rows = []
     for kind in KINDS:
@@ -140,7 +144,7 @@ def run_model(s: dict, seed: int, out: Path) -> list[dict[str, Any]]:
         )  # fmt: skip
         m = evaluate(sae, x_eval, model=model, tokens=eval_toks)
         row = _row("mqar_gdn_attn_resid0", kind, s["model_k"], sae, m, sps)
-        row["ce_loss_recovered"] = m["ce_loss_recovered"]
+        row["ce_loss_recovered"] = m.ce_loss_recovered
         row["mqar_acc"] = float(run.table["accuracy"].iloc[0])
         rows.append(row)
     return rows

@@ -19,6 +19,7 @@ _SUBPACKAGES = (
     "kernels",
     "models",
     "probes",
+    "runs",
     "sae",
     "store",
 )

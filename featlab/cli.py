@@ -1,11 +1,28 @@
 """The `featlab` command. Each subcommand is a thin wrapper over a library function that a
-notebook can call too; imports happen inside the commands so `featlab --help` stays fast."""
+notebook can call too.
+
+The run commands (train-model, train-sae, analyze, demo) are built from their settings
+dataclasses in `featlab.runs` (`cli_command`): one source of defaults, help texts and checks.
+Arguments are checked before torch is imported, so a typo is reported at once. A user's
+mistake (`featlab.errors.UserError`) prints one line naming the problem and the fix in terms
+of the flags, and exits 2 without a traceback (``featlab --debug ...`` shows it); a run
+stopped by Ctrl-C / SIGTERM checkpoints and exits 130; a diverged training run exits 1.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path  # noqa: F401  (used by subcommands' annotations)
+import os
+import sys
+from pathlib import Path
 
 import typer
+
+from featlab.errors import Interrupted, TrainingDiverged, UserError
+from featlab.runs.analyze import AnalyzeRunConfig
+from featlab.runs.demo import DemoConfig
+from featlab.runs.model import MQARModelConfig
+from featlab.runs.options import cli_command
+from featlab.runs.sae import SAERunConfig
 
 app = typer.Typer(
     name="featlab",
@@ -18,100 +35,164 @@ bench_app = typer.Typer(help="Benchmarks (scripts that print tables; never unit 
 app.add_typer(bench_app, name="bench")
 
 
-# -- commands are added below, one block per subpackage ----------------------------------
-
-
-# -- models (demo, train-model) -----------------------------------------------------------
-
-
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Where every stage caches its output."),
-    seed: int = typer.Option(0, help="Seed for data, init and training."),
-    retrain: bool = typer.Option(False, help="Redo every stage even if cached."),
-    quick: bool = typer.Option(False, help="Tiny smoke-test run (seconds; numbers are noise)."),
-    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the app at the end."),
-    host: str = typer.Option("127.0.0.1", help="Interface the app binds to."),
-    port: int = typer.Option(8050, help="Port the app serves on."),
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of a user error too "
+                               "(also FEATLAB_DEBUG=1; may come anywhere on the line)."),
 ) -> None:
-    """The walk-through: MQAR hybrid -> TopK + BatchTopK SAEs -> analyze -> circuit ->
-    attributions -> complexity -> the app (cached under OUT; prints the URL)."""
-    from featlab.demo import run_demo
+    """Hooked hybrid models, sparse autoencoders, probes, circuits and a feature browser."""
 
-    result = run_demo(out, seed=seed, retrain=retrain, quick=quick, serve=serve, host=host,
-                      port=port)
-    if not serve:
+
+# -- runs (train-model, train-sae, analyze, demo) -------------------------------------------
+def _train_model(config: MQARModelConfig) -> None:
+    from featlab.runs.model import train_mqar_model
+
+    run = train_mqar_model(config)
+    typer.echo(run.table.to_string(index=False))
+    how = {"done": " (a finished run, loaded)", "resume": " (resumed)", "new": ""}[run.status]
+    typer.echo(f"model saved in {run.out}{how}")
+
+
+def _train_sae(config: SAERunConfig) -> None:
+    from featlab.runs.sae import train_sae_run
+
+    run = train_sae_run(config)
+    for key in ("fvu", "l0", "dead_frac", "ce_loss_recovered", "kl_sae"):
+        if run.metrics.get(key) is not None:
+            typer.echo(f"{key:>18}: {run.metrics[key]:.4g}")
+    how = " (a finished run, loaded)" if run.status == "done" else ""
+    typer.echo(f"tokens from {run.token_source}; SAE saved in {run.out / 'sae'}{how}")
+
+
+def _analyze(config: AnalyzeRunConfig) -> None:
+    from featlab.runs.analyze import analyze_run
+
+    rows = analyze_run(config)
+    cols = ["sae_id", "hook", "d_sae", "n_tokens", "l0", "fvu", "dead_frac"]
+    typer.echo(rows[cols].to_string(index=False))
+    typer.echo(f"store: {config.store}")
+
+
+def _demo(config: DemoConfig) -> None:
+    from featlab.runs.demo import run_demo
+
+    result = run_demo(config)
+    if not config.serve:
         typer.echo(result.report())
         typer.echo(f"serve it with: featlab app --store {result.store}")
 
 
-@app.command("train-model")
-def train_model_cmd(
-    layers: str = typer.Option("gdn,attn", help="Comma-separated mixers, e.g. conv,attn."),
-    d_model: int = typer.Option(64, help="Residual width."),
-    n_heads: int = typer.Option(2, help="Heads per mixer."),
-    vocab_size: int = typer.Option(64, help="MQAR vocabulary (keys: lower half)."),
-    seq_len: int = typer.Option(64, help="MQAR sequence length."),
-    kv_pairs: int = typer.Option(4, help="Key-value pairs per MQAR sequence."),
-    steps: int = typer.Option(1200, help="Optimizer steps."),
-    batch_size: int = typer.Option(64, help="Sequences per step."),
-    lr: float = typer.Option(3e-3, help="Peak AdamW learning rate."),
-    seed: int = typer.Option(0, help="Seed for data, init and training."),
-    out: Path = typer.Option(Path("runs/model"), help="Checkpoint and model directory."),
-    retrain: bool = typer.Option(False, help="Ignore a finished model in OUT."),
+cli_command(app, "train-model", MQARModelConfig, _train_model)
+cli_command(app, "train-sae", SAERunConfig, _train_sae)
+cli_command(app, "analyze", AnalyzeRunConfig, _analyze)
+cli_command(app, "demo", DemoConfig, _demo)
+
+
+# -- app -------------------------------------------------------------------------------------
+@app.command("app")
+def app_cmd(
+    store: Path = typer.Option(..., help="Feature store directory (from `featlab analyze`)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (localhost by default)."),
+    port: int = typer.Option(8050, help="Port to serve on."),
+    threads: int = typer.Option(8, help="Server threads (requests served at once)."),
+    root: Path = typer.Option(None, help="Refuse stores outside this directory."),
+    model: Path = typer.Option(None, help="Model directory for the prompt view."),
+    sae: list[str] = typer.Option([], help="SAE_ID=DIR for the prompt view; repeatable."),
 ) -> None:
-    """Train a HookedHybrid on MQAR (resuming from OUT's checkpoint); print its accuracy."""
-    from featlab.demo import train_mqar_model
-    from featlab.models.config import MIXER_NAMES
+    """Serve the feature browser over STORE (open the printed URL)."""
+    if not 0 < port < 65536:
+        raise UserError(f"{{opt:port}} must be in 1..65535, got {port}")
+    if threads < 1:
+        raise UserError(f"{{opt:threads}} must be >= 1, got {threads}")
+    sae_paths = {}
+    for item in sae:
+        sae_id, sep, path = item.partition("=")
+        if not sep or not sae_id or not path:
+            raise UserError(f"{{opt:sae}} expects SAE_ID=DIR, got {item!r}")
+        sae_paths[sae_id] = Path(path)
+    from featlab.app import serve
+    from featlab.runs.checks import user_errors
 
-    names = tuple(name.strip() for name in layers.split(",") if name.strip())
-    unknown = [name for name in names if name not in MIXER_NAMES]
-    if unknown or not names:
-        raise typer.BadParameter(
-            f"unknown mixer(s) {unknown}; choose from {list(MIXER_NAMES)}", param_hint="--layers"
-        )
-    run = train_mqar_model(
-        names,
-        d_model=d_model, n_heads=n_heads, vocab_size=vocab_size, seq_len=seq_len,
-        num_kv_pairs=kv_pairs, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-        out=out, retrain=retrain,
-    )
-    typer.echo(run.table.to_string(index=False))
-    typer.echo(f"model saved in {run.out}" + (" (loaded from cache)" if run.cached else ""))
-
-
-# -- store (analyze) -----------------------------------------------------------------------
+    with user_errors("store"):
+        serve(store, host=host, port=port, root=root, model_path=model, sae_paths=sae_paths,
+              threads=threads)
 
 
-@app.command("analyze")
-def analyze_cmd(
-    model: Path = typer.Option(..., help="Saved featlab model directory (config + weights)."),
-    sae: list[Path] = typer.Option(..., help="SAE directory (featlab or SAELens); repeatable."),
-    tokens: Path = typer.Option(..., help="Token ids (n_seq x seq_len): .pt/.npy/.safetensors."),
-    store: Path = typer.Option(Path("results/store"), help="Feature store directory to fill."),
-    n_seq: int = typer.Option(None, help="Use only the first N sequences."),
-    batch_size: int = typer.Option(32, help="Sequences per batch."),
-    n_examples: int = typer.Option(20, help="Top examples (and samples per band) per feature."),
-    quantile_bands: int = typer.Option(4, help="Activation quantile bands sampled per feature."),
-    context_window: int = typer.Option(8, help="Tokens kept each side of an example's peak."),
-    seed: int = typer.Option(0, help="Seed of the band sampling."),
-    resume: bool = typer.Option(True, help="Resume an interrupted run from its checkpoint."),
+# -- probes and complexity (probe, v-information) --------------------------------------------
+def _load_npy(path: Path, what: str):  # noqa: ANN202 - numpy stays a lazy import
+    """A NumPy file named by positional argument `what`, or a UserError saying why not."""
+    if not path.is_file():
+        raise UserError(f"{what} {path}: no such file; give a .npy (or .npz) file")
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{what} {path} is not a readable NumPy file ({err})") from None
+
+
+@app.command("v-information")
+def v_information_cmd(
+    x: Path = typer.Argument(..., help="Inputs [n, ...] as .npy."),
+    y: Path = typer.Argument(..., help="Target [n] as .npy."),
+    family: str = typer.Option("gaussian", help="gaussian (real targets) or logistic (labels)."),
+    units: str = typer.Option("auto", help="auto (gaussian: nats; logistic: bits), bits, nats."),
+    test_size: float = typer.Option(0.25, help="Held-out fraction."),
+    seed: int = typer.Option(0, help="Seed of the train/test split."),
 ) -> None:
-    """Run a model + SAE(s) over a token dataset and fill a feature store (resumable)."""
-    from featlab.store.paths import analyze_paths
+    """Held-out V-information I_V(X -> Y), printed as JSON with its parts."""
+    import json
 
-    rows = analyze_paths(
-        model, sae, tokens, store, n_seq=n_seq, batch_size=batch_size, n_examples=n_examples,
-        quantile_bands=quantile_bands, context_window=context_window, seed=seed, resume=resume,
-    )
-    cols = ["sae_id", "hook", "d_sae", "n_tokens", "l0", "fvu", "dead_frac"]
-    typer.echo(rows[cols].to_string(index=False))
-    typer.echo(f"store written to {store}")
+    xs, ys = _load_npy(x, "X"), _load_npy(y, "Y")
+    from featlab.complexity import v_information_details
+    from featlab.runs.checks import user_errors
 
-
-# -- models.ops (bench mixers) ---------------------------------------------------------------
+    with user_errors():
+        vi = v_information_details(xs, ys, family, test_size=test_size, seed=seed, units=units)
+    typer.echo(json.dumps(vi.as_dict(), indent=2))
 
 
+@app.command("probe")
+def probe_cmd(
+    acts: Path = typer.Argument(..., help="Activations as .npz, one array [n, ...] per layer."),
+    target: Path = typer.Argument(..., help="Target [n] as .npy."),
+    kind: str = typer.Option("logistic", help="logistic, linear, ridge, mlp, mlp_regression."),
+    complexity: bool = typer.Option(False, help="Also print K over the layers (Gaussian I_V)."),
+    seed: int = typer.Option(0, help="Seed of the train/test split."),
+) -> None:
+    """Fit one probe per layer and print held-out scores (and optionally K)."""
+    with _load_npy(acts, "ACTS") as f:
+        layers = {k: f[k] for k in f.files}
+    z = _load_npy(target, "TARGET")
+    from featlab.probes import probe_layers
+    from featlab.runs.checks import user_errors
+
+    with user_errors():
+        typer.echo(probe_layers(layers, z, kind=kind, seed=seed).to_string(index=False))
+        if complexity:
+            from featlab.complexity import feature_complexity
+
+            typer.echo(f"K = {feature_complexity(layers, z, seed=seed):.4f}")
+
+
+@app.command("sae-info")
+def sae_info_cmd(
+    path: Path = typer.Argument(..., help="an SAE directory (featlab's or SAELens's)"),
+) -> None:
+    """Print what an SAE directory holds: kind, shapes, hook, SAELens architecture, density."""
+    import json
+
+    if not (path / "cfg.json").is_file():
+        what = "does not exist" if not path.exists() else "has no cfg.json"
+        raise UserError(f"PATH {path} {what}; give an SAE directory (featlab's or SAELens's)")
+    from featlab.runs.checks import user_errors
+    from featlab.sae.io import describe_sae
+
+    with user_errors():
+        typer.echo(json.dumps(describe_sae(path), indent=2))
+
+
+# -- benchmarks --------------------------------------------------------------------------------
 @bench_app.command("mixers")
 def bench_mixers_cmd(
     lengths: str = typer.Option("64,128,256,512,1024", help="Comma-separated lengths."),
@@ -123,16 +204,16 @@ def bench_mixers_cmd(
     seed: int = typer.Option(0, help="Seed of the random inputs."),
 ) -> None:
     """Time chunked vs recurrent forms of the gla / delta_rule / ssd ops (forward+backward)."""
+    try:
+        sizes = [int(x) for x in lengths.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{{opt:lengths}} must be comma-separated integers, got {lengths!r}") \
+            from None
     from featlab.models.ops.benchmark import bench_ops
 
-    table = bench_ops(
-        lengths=[int(x) for x in lengths.split(",") if x.strip()], batch=batch, heads=heads,
-        d=d, chunk_size=chunk_size, repeats=repeats, seed=seed,
-    )
+    table = bench_ops(lengths=sizes, batch=batch, heads=heads, d=d, chunk_size=chunk_size,
+                      repeats=repeats, seed=seed)
     typer.echo(table.to_string(index=False))
-
-
-# -- kernels (bench kernels) ----------------------------------------------------------------
 
 
 @bench_app.command("kernels")
@@ -164,132 +245,44 @@ def bench_kernels_cmd(
             typer.echo(f"wrote {path}")
 
 
-# -- sae (train-sae) ---------------------------------------------------------------------------
-
-
-@app.command("train-sae")
-def train_sae_cmd(
-    model: Path = typer.Option(..., help="Saved featlab model directory (config + weights)."),
-    hook: str = typer.Option(..., help="Hook name, e.g. blocks.0.hook_resid_post."),
-    kind: str = typer.Option(
-        "topk", help="relu, topk, batchtopk (mutual_choice), feature_choice, matching_pursuit."
-    ),
-    width: int = typer.Option(None, help="SAE latents d_sae (default 8 x d_in)."),
-    k: int = typer.Option(8, help="Active latents per token (Matching Pursuit: steps)."),
-    tokens: int = typer.Option(200_000, help="Training activations (tokens) to draw."),
-    tokens_file: Path = typer.Option(
-        None, help="Token ids [n_seq, pos] (.pt/.npy/.safetensors); default: the model's MQAR task."
-    ),
-    out: Path = typer.Option(Path("runs/sae"), help="Output dir: sae/, metrics.json, run.json."),
-    seed: int = typer.Option(0, help="Seed for data order, init and training."),
-    batch_size: int = typer.Option(1024, help="SAE training batch (activation rows)."),
-    lr: float = typer.Option(None, help="Learning rate (default 2e-4 / sqrt(width / 2^14))."),
-    cache: bool = typer.Option(False, help="Write/reuse an activation cache in OUT/act_cache."),
-) -> None:
-    """Train an SAE on one hook of a saved model; print held-out FVU, L0, CE-loss recovered."""
-    from featlab.sae.pipeline import train_sae_from_model
-
-    res = train_sae_from_model(
-        model, hook, kind=kind, d_sae=width, k=k, tokens=tokens, out_dir=out, seed=seed,
-        batch_size=batch_size, tokens_file=tokens_file, lr=lr, cache=cache,
-    )
-    keys = ["fvu", "l0", "dead_frac", "ce_loss_recovered", "kl_sae"]
-    for key in keys:
-        if key in res.metrics:
-            typer.echo(f"{key:>18}: {res.metrics[key]:.4g}")
-    typer.echo(f"tokens from {res.token_source}; SAE saved in {res.out_dir / 'sae'}")
-
-
-# -- app (app) -------------------------------------------------------------------------------
-
-
-@app.command("app")
-def app_cmd(
-    store: Path = typer.Option(..., help="Feature store directory (from `featlab analyze`)."),
-    host: str = typer.Option("127.0.0.1", help="Interface to bind (localhost by default)."),
-    port: int = typer.Option(8050, help="Port to serve on."),
-    root: Path = typer.Option(None, help="Refuse stores outside this directory."),
-    model: Path = typer.Option(None, help="Model directory for the prompt view."),
-    sae: list[str] = typer.Option([], help="SAE_ID=DIR for the prompt view; repeatable."),
-) -> None:
-    """Serve the feature browser over STORE (Dash; open the printed URL)."""
-    from featlab.app import StoreOutsideRootError, serve
-    from featlab.store import StoreError
-
-    sae_paths = {}
-    for item in sae:
-        sae_id, sep, path = item.partition("=")
-        if not sep or not sae_id or not path:
-            raise typer.BadParameter(f"expected SAE_ID=DIR, got {item!r}", param_hint="--sae")
-        sae_paths[sae_id] = Path(path)
+# -- the entry point ----------------------------------------------------------------------------
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line on `argv` (default: sys.argv[1:]); returns the exit status."""
+    # typer >= 0.29 vendors click; find its ClickException through a class typer exports.
+    click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("FEATLAB_DEBUG", "") not in ("", "0")
+    if "--debug" in args:
+        debug = True
+        args = [a for a in args if a != "--debug"]
+    name = "featlab " + next((a for a in args if not a.startswith("-")), "").strip()
     try:
-        serve(store, host=host, port=port, root=root, model_path=model, sae_paths=sae_paths)
-    except (StoreOutsideRootError, FileNotFoundError, StoreError) as err:  # no traceback
-        typer.echo(f"featlab app: {err}", err=True)
-        raise typer.Exit(2) from None
-
-
-# -- probes and complexity (probes, complexity) ----------------------------------------------
-
-
-@app.command("v-information")
-def v_information_cmd(
-    x: Path = typer.Argument(..., help="Inputs [n, ...] as .npy."),
-    y: Path = typer.Argument(..., help="Target [n] as .npy."),
-    family: str = typer.Option("gaussian", help="gaussian (real targets) or logistic (labels)."),
-    units: str = typer.Option("auto", help="auto (gaussian: nats; logistic: bits), bits, nats."),
-    test_size: float = typer.Option(0.25, help="Held-out fraction."),
-    seed: int = typer.Option(0, help="Seed of the train/test split."),
-) -> None:
-    """Held-out V-information I_V(X -> Y), printed as JSON with its parts."""
-    import json
-
-    import numpy as np
-
-    from featlab.complexity import v_information_details
-
-    vi = v_information_details(np.load(x), np.load(y), family, test_size=test_size, seed=seed,
-                               units=units)
-    typer.echo(json.dumps(vi.as_dict(), indent=2))
-
-
-@app.command("probe")
-def probe_cmd(
-    acts: Path = typer.Argument(..., help="Activations as .npz, one array [n, ...] per layer."),
-    target: Path = typer.Argument(..., help="Target [n] as .npy."),
-    kind: str = typer.Option("logistic", help="logistic, linear, ridge, mlp, mlp_regression."),
-    complexity: bool = typer.Option(False, help="Also print K over the layers (Gaussian I_V)."),
-    seed: int = typer.Option(0, help="Seed of the train/test split."),
-) -> None:
-    """Fit one probe per layer and print held-out scores (and optionally K)."""
-    import numpy as np
-
-    from featlab.probes import probe_layers
-
-    with np.load(acts) as f:
-        layers = {k: f[k] for k in f.files}
-    z = np.load(target)
-    typer.echo(probe_layers(layers, z, kind=kind, seed=seed).to_string(index=False))
-    if complexity:
-        from featlab.complexity import feature_complexity
-
-        typer.echo(f"K = {feature_complexity(layers, z, seed=seed):.4f}")
-
-
-@app.command("sae-info")
-def sae_info_cmd(
-    path: Path = typer.Argument(..., help="an SAE directory (featlab's or SAELens's)"),
-) -> None:
-    """Print what an SAE directory holds: kind, shapes, hook, SAELens architecture, density."""
-    import json
-
-    from featlab.sae.io import describe_sae
-
-    typer.echo(json.dumps(describe_sae(path), indent=2))
+        result = typer.main.get_command(app).main(args=args, prog_name="featlab",
+                                                  standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.Exit as stop:
+        return stop.exit_code
+    except click_error as err:  # a flag typer itself rejected: its usage message
+        err.show()
+        return err.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Interrupted as err:
+        where = f" ({err.checkpoint})" if err.checkpoint else ""
+        print(f"{name}: interrupted by {err.signal_name} after {err.step} of {err.total}; "
+              f"the checkpoint is saved{where}. Run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    except UserError as err:
+        if debug:
+            raise
+        print(f"{name}: error: {err.render('cli')}", file=sys.stderr)
+        return 1 if isinstance(err, TrainingDiverged) else 2
 
 
 def main() -> None:
-    app()
+    sys.exit(run())
 
 
 if __name__ == "__main__":

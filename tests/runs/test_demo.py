@@ -9,17 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featlab.demo import run_demo
-from featlab.demo_stages import KINDS, SIZES
+from featlab.errors import RunConflict
+from featlab.runs.demo import DemoConfig, run_demo
+from featlab.runs.demo_stages import KINDS, SIZES
+
+
+def _quick(out, **kw) -> DemoConfig:
+    return DemoConfig(out=out, quick=True, serve=False, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("demo")
     t0 = time.perf_counter()
-    first = run_demo(out, quick=True, serve=False, progress=False)
+    first = run_demo(_quick(out))
     t1 = time.perf_counter()
-    second = run_demo(out, quick=True, serve=False, progress=False)
+    second = run_demo(_quick(out))
     t2 = time.perf_counter()
     return out, first, second, t1 - t0, t2 - t1
 
@@ -28,9 +33,10 @@ def test_every_stage_wrote_its_output(demo_runs) -> None:
     out, first, _, _, _ = demo_runs
     assert (out / "model" / "config.json").is_file()
     for kind in KINDS:
-        assert (out / "saes" / kind / "cfg.json").is_file()
+        assert (out / "saes" / kind / "sae" / "cfg.json").is_file()
     stages = json.loads((out / "stages.json").read_text())
-    assert {"saes", "analyze", "circuit", "attributions", "complexity"} <= set(stages)
+    assert {"circuit", "attributions", "complexity"} <= set(stages)
+    assert json.loads((out / "run.json").read_text())["status"] == "done"
     assert list(first.stages["stage"]) == [
         "imports", "model", "saes", "analyze", "circuit", "attributions", "complexity"]
     assert not first.stages["cached"].iloc[1:].any()
@@ -91,11 +97,21 @@ def test_app_builds_on_the_demo_store(demo_runs) -> None:
     assert app.layout is not None or app.validation_layout is not None
 
 
-def test_changed_settings_redo_the_stages(demo_runs) -> None:
-    from featlab.demo_stages import Stages, settings_key
-
+def test_changed_settings_are_refused(demo_runs) -> None:
     out, _, _, _, _ = demo_runs
-    other = Stages(out, settings_key(SIZES["quick"], seed=1), progress=False)
-    assert other.cached("saes") is None  # another seed must not reuse seed 0's SAEs
-    same = Stages(out, settings_key(SIZES["quick"], seed=0), progress=False)
-    assert same.cached("saes") is not None
+    before = sorted(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file())
+    with pytest.raises(RunConflict, match="seed: 0 -> 1"):
+        run_demo(_quick(out, seed=1))  # another seed must not reuse seed 0's SAEs
+    assert sorted(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()) == before
+
+
+def test_a_deleted_store_is_rebuilt(tmp_path) -> None:
+    import shutil
+
+    first = run_demo(_quick(tmp_path))
+    shutil.rmtree(first.store)
+    again = run_demo(_quick(tmp_path))
+    cached = dict(zip(again.stages["stage"], again.stages["cached"], strict=True))
+    assert cached["model"] and cached["saes"] and not cached["analyze"]
+    assert not cached["circuit"] and not cached["complexity"]
+    assert again.circuit == first.circuit

@@ -1,0 +1,212 @@
+"""`featlab demo`: the end-to-end walk through featlab, as a chain of runs in one folder.
+
+model (`featlab.runs.model`) -> two SAEs (`featlab.runs.sae`) -> analyze
+(`featlab.runs.analyze`) -> circuit -> attributions -> complexity
+(`featlab.runs.demo_stages`) -> the app. Every stage lives under OUT: ``model/``,
+``saes/<kind>/``, ``store/``; the demo folder's own ``run.json`` records its settings (size
+and seed) and ``stages.json`` the analysis stages already written into the store. A
+second run with the same settings loads everything; an interrupted one resumes in the
+stage it stopped in; other settings are refused unless `overwrite`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featlab.runs.options import check_options, coerce_fields, option
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+STAGES_FILE = "stages.json"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The walk-through: MQAR hybrid -> TopK + BatchTopK SAEs -> analyze -> circuit ->
+    attributions -> complexity -> the app (everything cached under OUT)."""
+
+    out: Path = option(Path("runs/demo"), "Where every stage keeps its output.", result=False)
+    seed: int = option(0, "Seed for data, init and training.", ge=0)
+    quick: bool = option(False, "Tiny smoke-test run (seconds; the numbers are noise).")
+    serve: bool = option(True, "Serve the app at the end.", result=False)
+    host: str = option("127.0.0.1", "Interface the app binds to.", result=False)
+    port: int = option(8050, "Port the app serves on.", gt=0, le=65535, result=False)
+    threads: int = option(8, "Server threads of the app.", gt=0, result=False)
+    overwrite: bool = option(False, "Redo everything in OUT (it holds other settings).",
+                             result=False)
+    progress: bool = option(True, "Show progress.", result=False)
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
+    def check(self) -> None:
+        check_options(self)
+
+
+@dataclass
+class DemoResult:
+    """What `run_demo` produced. `stages` holds one row per stage (seconds, cached); the other
+    fields are the same on a cached rerun."""
+
+    out: Path
+    store: Path
+    accuracy: pd.DataFrame  # held-out MQAR accuracy of the model
+    saes: pd.DataFrame  # sae_id, kind, fvu, l0, dead_frac, ce_recovered (held-out)
+    circuit: dict[str, Any]
+    complexity: dict[str, Any]
+    stages: pd.DataFrame  # stage, seconds, cached
+    url: str | None = None
+
+    def report(self) -> str:
+        """The text `featlab demo` prints."""
+        c = self.circuit
+        return "\n".join([
+            self.accuracy.to_string(index=False), "",
+            self.saes.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
+            f"circuit {c['circuit_id']}: {c['n_nodes']} nodes, {c['n_edges']} edges, "
+            f"faithfulness {c['faithfulness']:.3f}, completeness {c['completeness']:.3f}",
+            "complexity: " + ", ".join(f"{sid} {v['n_scored']} latents, mean K {v['mean_K']:.3f}"
+                                       for sid, v in self.complexity.items()),
+            "", self.stages.to_string(index=False, float_format=lambda v: f"{v:.1f}"),
+            f"store: {self.store}",
+        ])
+
+
+class _Timer:
+    """One row per stage; prints a progress line when asked to."""
+
+    def __init__(self, loud: bool) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.loud = loud
+
+    def log(self, stage: str, seconds: float, cached: bool) -> None:
+        self.rows.append({"stage": stage, "seconds": round(seconds, 1), "cached": cached})
+        if self.loud:
+            print(f"[demo] {stage:<12} {seconds:7.1f} s  ({'cached' if cached else 'done'})",
+                  flush=True)
+
+
+def _analysis_key(folder_fp: str, store: Path) -> str:
+    """What the analysis stages depend on: the demo's settings and the analysis in the store
+    (a re-made store has a new manifest time and new analyze fingerprints)."""
+    from featlab._fingerprint import settings_fingerprint
+    from featlab.store.ids import stored_fingerprints
+    from featlab.store.writer import read_manifest
+
+    return settings_fingerprint({"demo": folder_fp, "store": read_manifest(store)["created_at"],
+                                 "analysis": stored_fingerprints(store)})
+
+
+def _stage(out: Path, key: str, name: str, timer: _Timer, fn: Any) -> dict[str, Any]:
+    """Run analysis stage `name` unless ``stages.json`` records it under `key`."""
+    from featlab._atomic import atomic_write_text
+
+    path = out / STAGES_FILE
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    t0 = time.perf_counter()
+    hit = record.get(name)
+    if hit and hit.get("key") == key:
+        timer.log(name, time.perf_counter() - t0, True)
+        return hit["info"]
+    info = fn()
+    record[name] = {"key": key, "info": info}
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    timer.log(name, time.perf_counter() - t0, False)
+    return info
+
+
+def run_demo(config: DemoConfig | None = None) -> DemoResult:
+    """The whole walk-through (see the module docstring); serves the app at the end when
+    `config.serve` (blocking). `config.quick` shrinks everything for a smoke test."""
+    import pandas as pd
+
+    from featlab.runs import demo_stages as st
+    from featlab.runs.analyze import AnalyzeRunConfig, analyze_run
+    from featlab.runs.folder import RunFolder
+    from featlab.runs.model import MQARModelConfig, train_mqar_model
+    from featlab.runs.sae import SAERunConfig, train_sae_run
+
+    config = config or DemoConfig()
+    config.check()
+    out, seed = Path(config.out), config.seed
+    size = st.SIZES["quick" if config.quick else "default"]
+    folder = RunFolder(out, "demo", {"seed": seed, "size": asdict(size)})
+    folder.claim(overwrite=config.overwrite)
+    loud = config.progress and not config.quick
+    timer = _Timer(config.progress)
+
+    t0 = time.perf_counter()
+    import featlab.models.hybrid  # noqa: F401  (torch and the mixers: seconds)
+
+    timer.log("imports", time.perf_counter() - t0, False)
+    t0 = time.perf_counter()
+    model_run = train_mqar_model(MQARModelConfig(
+        layers=("gdn", "attn"), d_model=size.d_model, n_heads=2, vocab_size=size.vocab_size,
+        seq_len=size.seq_len, num_kv_pairs=size.kv, n_train=size.n_train, steps=size.steps,
+        batch_size=size.batch, seed=seed, n_test=200 if config.quick else 500,
+        out=out / "model", progress=loud))
+    timer.log("model", time.perf_counter() - t0, model_run.cached)
+
+    t0 = time.perf_counter()
+    sae_runs = {kind: train_sae_run(SAERunConfig(
+        model=out / "model", hook=st.HOOK, kind=kind, width=size.d_sae, k=size.k,
+        tokens=size.sae_tokens, batch_size=256, seed=seed * 10 + i, out=out / "saes" / kind,
+        progress=loud)) for i, kind in enumerate(st.KINDS)}
+    timer.log("saes", time.perf_counter() - t0, all(r.status == "done" for r in
+                                                    sae_runs.values()))
+
+    t0 = time.perf_counter()
+    store = out / "store"
+    from featlab.store.ids import stored_fingerprints
+
+    before = stored_fingerprints(store)
+    analyze_run(AnalyzeRunConfig(
+        model=out / "model", sae=tuple(r.out for r in sae_runs.values()), id=st.KINDS,
+        n_seq=size.n_analyze, store=store, n_examples=size.n_examples, seed=seed,
+        progress=loud))
+    from featlab.store import update_sae
+
+    for sid, r in sae_runs.items():  # the held-out metrics of the SAE runs
+        m = r.metrics
+        update_sae(store, sid, fvu=m["fvu"], l0=m["l0"], dead_frac=m["dead_frac"],
+                   ce_recovered=m["ce_loss_recovered"], config={"eval_split": "held-out"})
+    timer.log("analyze", time.perf_counter() - t0,
+              bool(before) and before == stored_fingerprints(store))
+
+    model = model_run.model
+    saes = {sid: r.sae.eval() for sid, r in sae_runs.items()}
+    key = _analysis_key(folder.fingerprint, store)
+    circuit = _stage(out, key, "circuit", timer,
+                     lambda: st.circuit(model, saes, size, seed, store))
+    _stage(out, key, "attributions", timer, lambda: st.attributions(model, size, seed, store))
+    cx = _stage(out, key, "complexity", timer,
+                lambda: st.complexity(model, saes, size, seed, store))
+    folder.finish(circuit=circuit, complexity=cx["complexity"])
+
+    from featlab.store import open_store
+
+    with open_store(store) as opened:
+        rows = opened.saes()
+    sae_table = rows[["sae_id", "kind", "d_sae", "fvu", "l0", "dead_frac", "ce_recovered"]]
+    result = DemoResult(
+        out=out, store=store, accuracy=model_run.table,
+        saes=sae_table.sort_values("sae_id").reset_index(drop=True), circuit=circuit,
+        complexity=cx["complexity"], stages=pd.DataFrame(timer.rows),
+    )
+    if config.serve:
+        from featlab.app import serve
+
+        result.url = f"http://{config.host}:{config.port}/"
+        print(result.report(), flush=True)
+        serve(store, host=config.host, port=config.port, threads=config.threads,
+              model_path=out / "model", sae_paths={sid: r.out / "sae"
+                                                   for sid, r in sae_runs.items()})
+    return result
+
+
+__all__ = ["DemoConfig", "DemoResult", "run_demo"]
