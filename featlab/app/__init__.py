@@ -4,15 +4,17 @@ Importing this package is cheap: dash (and plotly) load inside :func:`create_app
 
 Example::
 
-    from featlab.app import create_app
+    from featlab.app import create_app, serve
     app = create_app("runs/demo/store", root="runs")   # a dash.Dash; app.server is Flask
-    app.run(host="127.0.0.1", port=8050)               # or featlab.app.serve(...)
+    serve("runs/demo/store", root="runs", port=8050)   # waitress, blocking
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from featlab.app.server import DEFAULT_THREADS
 
 if TYPE_CHECKING:  # pragma: no cover
     import dash
@@ -78,9 +80,14 @@ def serve(
     *,
     model_path: str | Path | None = None,
     sae_paths: dict[str, str | Path] | None = None,
-    debug: bool = False,
+    threads: int = DEFAULT_THREADS,
 ) -> None:
-    """Create the app and serve it (blocking). Binds to localhost unless told otherwise."""
+    """Create the app and serve it with waitress (a production WSGI server) from `threads`
+    worker threads, blocking until Ctrl+C. Binds to localhost unless told otherwise; any
+    other host prints a warning to stderr naming what is exposed and how to keep it local.
+    """
+    from featlab.app.server import check_threads, serve_blocking
+
+    check_threads(threads)
     app = create_app(store_path, root=root, model_path=model_path, sae_paths=sae_paths)
-    print(f"featlab app: serving {store_path} at http://{host}:{port}/", flush=True)
-    app.run(host=host, port=port, debug=debug)
+    serve_blocking(app, store_path, host, port, threads)

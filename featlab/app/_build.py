@@ -27,7 +27,7 @@ def build_app(store_path: Path, model_path: Path | None = None,
     import dash
     from dash import dcc, html
 
-    from featlab.app import pages
+    from featlab.app import guard, pages
 
     app = dash.Dash(
         "featlab.app",
@@ -48,6 +48,7 @@ def build_app(store_path: Path, model_path: Path | None = None,
     _ = ctx.store  # open now: a path that is not a store fails here, not on the first page
     app.server.config[CONFIG_KEY] = ctx
     pages.register_all(app)
+    guard.install(app)
     app.layout = html.Div(
         [
             html.Nav(

@@ -20,6 +20,14 @@ class NotFoundError(LookupError):
     """A URL named an SAE, feature or circuit the store does not hold."""
 
 
+def _unknown_id(err: Exception) -> bool:
+    """Whether `err` is the store's "no such SAE / circuit" (also raised when `analyze`
+    re-runs into a served store and removes an SAE's parts just before rewriting them)."""
+    from featlab.store.reader import UnknownIdError
+
+    return isinstance(err, UnknownIdError)
+
+
 # -- URLs --------------------------------------------------------------------------------
 
 
@@ -119,6 +127,8 @@ def safe_layout(fn: Callable[..., Any]) -> Callable[..., Any]:
         except NotFoundError as err:
             return not_found(str(err))
         except Exception as err:  # a broken store must not crash the page
+            if _unknown_id(err):
+                return not_found(str(err))
             log.exception("layout %s failed", fn.__qualname__)
             return error_box(f"Could not build this page: {type(err).__name__}: {err}")
 

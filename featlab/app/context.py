@@ -17,32 +17,37 @@ CONFIG_KEY = "FEATLAB_APP_CONTEXT"
 
 
 class CachedStore:
-    """A store whose small, rarely changing answers (`saes()`, `n_features()`) are cached for
-    `ttl` seconds: every page checks its SAE id and feature range, and re-querying them per
-    request would double the feature page's query count. Everything else passes through."""
+    """A store whose small, rarely changing answers (`saes()`, `n_features()`) are cached:
+    every page checks its SAE id and feature range, and re-querying them per request would
+    double the feature page's query count. An answer is kept for `ttl` seconds and only
+    while the store's parts are unchanged (`FeatureStore.generation`, a few `os.stat`
+    calls), so re-running `analyze` into a served store shows at once. Everything else
+    passes through."""
 
     def __init__(self, store: Any, ttl: float = 10.0) -> None:
         self._store = store
         self._ttl = ttl
-        self._cache: dict[tuple[str, Any], tuple[float, Any]] = {}
+        self._cache: dict[tuple[str, Any], tuple[float, int, Any]] = {}
         self._lock = threading.Lock()
 
-    def _cached(self, key: tuple[str, Any], compute: Any) -> Any:
+    def _cached(self, key: tuple[str, Any], tables: tuple[str, ...], compute: Any) -> Any:
         now = time.monotonic()
+        generation = self._store.generation(*tables)
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
+        if hit is not None and now - hit[0] < self._ttl and hit[1] == generation:
+            return hit[2]
         value = compute()
         with self._lock:
-            self._cache[key] = (now, value)
+            self._cache[key] = (now, generation, value)
         return value
 
     def saes(self) -> Any:
-        return self._cached(("saes", None), self._store.saes).copy()
+        return self._cached(("saes", None), ("saes",), self._store.saes).copy()
 
     def n_features(self, sae_id: str) -> int:
-        return self._cached(("n_features", sae_id), lambda: self._store.n_features(sae_id))
+        return self._cached(("n_features", sae_id), ("saes", "features"),
+                            lambda: self._store.n_features(sae_id))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -67,7 +72,7 @@ class AppContext:
                     from featlab.store import open_store
 
                     # FeatureStore serialises its own queries (one DuckDB connection + lock),
-                    # so the threaded dev server can share it.
+                    # so the server's threads can share it.
                     self._store = CachedStore(open_store(self.store_path))
         return self._store
 

@@ -34,7 +34,12 @@ class LiveFeatures:
         self._models: dict[Path, Any] = {}
         self._saes: dict[str, Any] = {}
         self._vocab: list[str] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # loading
+        # One prompt at a time through the shared model: `run_with_cache` adds hooks to the
+        # model's hook points for the length of a forward pass, so two server threads
+        # running at once each cache the other's activations (seen as "shape '[9, -1]' is
+        # invalid" with 8 concurrent prompts). A model run is ~10 ms on the demo's models.
+        self._run_lock = threading.Lock()
 
     # -- where things are --------------------------------------------------------------------
     def _recorded(self, sae_id: str) -> dict[str, Any]:
@@ -123,9 +128,9 @@ class LiveFeatures:
         import torch
 
         model, sae = self.model_and_sae(sae_id)
-        tokens, names = self.tokenize(model, text)
         hook = str(getattr(sae.cfg, "hook_name", "") or self._recorded(sae_id).get("hook_name"))
-        with torch.no_grad():
+        with self._run_lock, torch.no_grad():  # tokenizers are not thread-safe either
+            tokens, names = self.tokenize(model, text)
             _, cache = model.run_with_cache(tokens, names_filter=[hook])
             x = cache[hook][0].reshape(tokens.shape[1], -1).float()  # [pos, d_in]
             z = sae.encode(x).float()  # [pos, d_sae]

@@ -20,6 +20,10 @@ from featlab.store.schema import columns, schema
 from featlab.store.sql import histogram_frame, plain
 
 EXAMPLE_COLUMNS = ["band", "rank", "token_ids", "acts", "peak", "pos", "start", "seq"]
+EXPLANATION_SOURCES = ("user", "auto")
+# One explanation is a sentence or a paragraph; the cap keeps a pasted document (or a
+# crafted request) from becoming a stored part on every save.
+MAX_EXPLANATION_CHARS = 2000
 
 
 @dataclass
@@ -68,7 +72,10 @@ def load_vocab(paths: list[Path]) -> Vocab:
     ids: list[int] = []
     toks: list[str | None] = []
     for path in paths:
-        t = pq.read_table(path, columns=["token_id", "token"])
+        try:
+            t = pq.read_table(path, columns=["token_id", "token"])
+        except FileNotFoundError:  # removed since the scan (analyze is rewriting it)
+            continue
         ids += t["token_id"].to_pylist()
         toks += t["token"].to_pylist()
     return Vocab(np.asarray(ids, dtype=np.int64), toks)
@@ -78,7 +85,10 @@ def load_hist_edges(paths: list[Path]) -> dict[str, Any]:
     """sae_id -> hist_edges from the `saes` parts (one small row per SAE)."""
     out: dict[str, Any] = {}
     for path in paths:
-        t = pq.read_table(path, columns=["sae_id", "hist_edges"])
+        try:
+            t = pq.read_table(path, columns=["sae_id", "hist_edges"])
+        except FileNotFoundError:  # removed since the scan: that SAE is gone
+            continue
         out.update(zip(t["sae_id"].to_pylist(), t["hist_edges"].to_pylist(), strict=True))
     return out
 
@@ -127,6 +137,17 @@ def read_card(index: PartIndex, sae_id: str, feature: int, hist_edges: Any,
         examples=examples, logits_top=side("top"), logits_bottom=side("bottom"),
         neighbours=neighbours, explanation=text, explanation_source=source,
     )
+
+
+def check_explanation(text: Any, source: str) -> None:
+    """Refuse an explanation `set_explanation` must not store (ValueError naming why)."""
+    if source not in EXPLANATION_SOURCES:
+        raise ValueError(f"source must be one of {EXPLANATION_SOURCES}, got {source!r}")
+    if not isinstance(text, str):
+        raise ValueError(f"an explanation is text, got {type(text).__name__}")
+    if len(text) > MAX_EXPLANATION_CHARS:
+        raise ValueError(f"the explanation has {len(text)} characters; the limit is "
+                         f"{MAX_EXPLANATION_CHARS}: shorten it")
 
 
 def latest_explanation(index: PartIndex, sae_id: str, feature: int) -> tuple[Any, Any]:

@@ -1,10 +1,9 @@
 """Fixtures for the app tests: a small store from a real `analyze` run (plus synthetic circuit,
-attribution, complexity and shortcut tables), the app served on a free localhost port, and
-headless Chromium pages that record console errors and every request."""
+attribution, complexity and shortcut tables), the app served by waitress on a free
+localhost port, and headless Chromium pages that record console errors and every request."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,10 @@ class RealStore:
     saes: dict[str, Path]
 
 
-@pytest.fixture(scope="session")
-def real_store(tmp_path_factory: pytest.TempPathFactory) -> RealStore:
-    """A tiny untrained hybrid + two SAEs on its residual stream, analysed into a store."""
+def build_real_store(root: Path, sae_seeds: tuple[int, int] = (0, 1), token_seed: int = 0,
+                     overwrite: bool = False) -> RealStore:
+    """A tiny untrained hybrid + two SAEs on its residual stream, analysed into
+    `root/store` (again, with other SAE weights or tokens, when `overwrite`)."""
     import torch
 
     from featlab.app.synthetic import write_demo_tables
@@ -36,7 +36,6 @@ def real_store(tmp_path_factory: pytest.TempPathFactory) -> RealStore:
     from featlab.sae import build_sae, make_config, save_sae
     from featlab.store import analyze
 
-    root = tmp_path_factory.mktemp("app_root")
     torch.manual_seed(0)
     model = HookedHybrid(HybridConfig(layers=("gdn", "attn"), d_model=32, n_heads=2,
                                       d_vocab=32, n_ctx=32, seed=0)).eval()
@@ -44,17 +43,25 @@ def real_store(tmp_path_factory: pytest.TempPathFactory) -> RealStore:
     saes, paths = {}, {}
     for layer, kind in ((0, "topk"), (1, "batchtopk")):
         cfg = make_config(kind, 32, 64, 4, hook_name=f"blocks.{layer}.hook_resid_post",
-                          seed=layer)
+                          seed=sae_seeds[layer])
         sae = build_sae(cfg).eval()
         sae_id = f"L{layer}-{kind}"
         paths[sae_id] = save_sae(sae, root / f"sae_{sae_id}")
         saes[sae_id] = sae
-    tokens = torch.randint(0, 32, (64, 16), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, 32, (64, 16), generator=torch.Generator().manual_seed(token_seed))
     store = root / "store"
     analyze(model, saes, tokens, store, batch_size=16, n_examples=5, quantile_bands=2,
-            context_window=4, progress=False, model_name="tiny-hybrid", seed=0)
-    write_demo_tables(store, list(saes), n_features=64)
+            context_window=4, progress=False, model_name="tiny-hybrid", seed=0,
+            overwrite=overwrite)
+    if not overwrite:
+        write_demo_tables(store, list(saes), n_features=64)
     return RealStore(root=root, store=store, model=root / "model", saes=paths)
+
+
+@pytest.fixture(scope="session")
+def real_store(tmp_path_factory: pytest.TempPathFactory) -> RealStore:
+    """A tiny untrained hybrid + two SAEs on its residual stream, analysed into a store."""
+    return build_real_store(tmp_path_factory.mktemp("app_root"))
 
 
 @pytest.fixture(scope="session")
@@ -81,21 +88,15 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server(real_store: RealStore) -> Iterator[LiveServer]:
-    """The app on 127.0.0.1 and a free port, served from a background thread."""
-    from werkzeug.serving import make_server
-
+    """The app on 127.0.0.1 and a free port, served by waitress from a background thread:
+    the same production server `featlab.app.serve` uses."""
     from featlab.app import create_app
+    from featlab.app.server import ServerThread
 
     app = create_app(real_store.store, root=real_store.root, model_path=real_store.model,
                      sae_paths=real_store.saes)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=app)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with ServerThread(app, "127.0.0.1", 0) as server:
+        yield LiveServer(url=server.url, app=app)
 
 
 @pytest.fixture(scope="session")

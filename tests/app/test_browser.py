@@ -226,3 +226,145 @@ def test_explanation_edit_persists(page, live_server) -> None:
     pg.wait_for_selector("#explanation-text")
     assert pg.input_value("#explanation-text") == "browser-test explanation"
     clean(w)
+
+
+# -- the feature table's filter cells ------------------------------------------------------
+
+FEATURE_LINKS = "#feature-table a[href*='/feature/']"
+
+
+def _shown(pg) -> list[int]:
+    return [int(t) for t in pg.locator(FEATURE_LINKS).all_inner_texts()]
+
+
+def _type_filter(pg, column: str, text: str) -> None:
+    cell = pg.locator(f"#feature-table th.dash-filter[data-dash-column='{column}'] "
+                      "input[type=text]")
+    cell.fill(text)
+    cell.press("Enter")
+
+
+def _expected_rows(store_path, query: str) -> tuple[list[int], int]:
+    """(first page of features, total) that pandas finds for `query` in the full table."""
+    import pandas as pd
+
+    from featlab.app.filters import parse_filter
+    from featlab.store import open_store
+
+    from .test_filters import _expect
+
+    full, _ = open_store(store_path).features(SAE, limit=100_000)
+    mask = pd.Series(True, index=full.index)
+    for cond in parse_filter(query):
+        mask &= _expect(full, cond)
+    want = sorted(full.loc[mask, "feature"].astype(int))
+    return want[:25], len(want)
+
+
+def _wait_rows(pg, want: list[int], what: str) -> None:
+    for _ in range(100):
+        if _shown(pg) == want:
+            return
+        pg.wait_for_timeout(100)
+    assert _shown(pg) == want, what
+
+
+def test_filter_cells_apply_every_operator(page, live_server, real_store) -> None:
+    """Type into the DataTable's filter cells as a user does: the query the table builds
+    (read back from the URL) is the DataTable syntax, and the rows shown are exactly those
+    pandas finds for it in the full table."""
+    from featlab.store import open_store
+
+    w, pg = page, page.page
+    goto(w, live_server, f"/sae/{SAE}", FEATURE_LINKS)
+    full, _ = open_store(real_store.store).features(SAE, limit=1000)
+    d = float(full["density"][full["density"] > 0].sort_values().iloc[10])
+    token = str(full["top_token"].dropna().iloc[0])
+    cases = [  # (column, typed, the query the table sends)
+        ("density", f">{d!r}", f"{{density}} s> {d!r}"),
+        ("density", f">={d!r}", f"{{density}} s>= {d!r}"),
+        ("density", f"<{d!r}", f"{{density}} s< {d!r}"),
+        ("density", f"<={d!r}", f"{{density}} s<= {d!r}"),
+        ("density", f"={d!r}", f"{{density}} s= {d!r}"),
+        ("density", f"!={d!r}", f"{{density}} s!= {d!r}"),
+        ("feature", "=3", "{feature} s= 3"),
+        ("feature", "3", "{feature} s= 3"),  # a bare value on a numeric column: =
+        ("feature", "eq 40", "{feature} seq 40"),
+        ("feature", "ne 3", "{feature} sne 3"),
+        ("feature", "gt 60", "{feature} sgt 60"),
+        ("feature", "ge 60", "{feature} sge 60"),
+        ("feature", "lt 2", "{feature} slt 2"),
+        ("feature", "le 2", "{feature} sle 2"),
+        ("top_token", token, f"{{top_token}} icontains {token}"),  # bare text: contains
+        ("top_token", f"={token}", f"{{top_token}} i= {token}"),
+        ("explanation", "peaks", "{explanation} icontains peaks"),
+        ("explanation", "contains PEAKS", "{explanation} icontains PEAKS"),
+        ("explanation", "scontains PEAKS", "{explanation} scontains PEAKS"),  # none
+        ("explanation", "is blank", "{explanation} is blank"),
+    ]
+    for column, typed, query in cases:
+        _type_filter(pg, column, typed)
+        pg.wait_for_function("q => new URLSearchParams(location.search).get('filter') === q",
+                             arg=query)
+        want, total = _expected_rows(real_store.store, query)
+        _wait_rows(pg, want, f"{typed!r} on {column}")
+        message = pg.inner_text("#feature-table-message")
+        assert message == ("" if total else "No features match the filter."), typed
+        _type_filter(pg, column, "")  # clear the cell
+        pg.wait_for_function("() => !new URLSearchParams(location.search).get('filter')")
+    # The cell's Aa button makes text filters case-sensitive: a bare word then is scontains.
+    pg.click("#feature-table th.dash-filter[data-dash-column='explanation'] input[type=button]")
+    for typed, query in (("PEAKS", "{explanation} scontains PEAKS"),
+                         ("peaks", "{explanation} scontains peaks")):
+        _type_filter(pg, "explanation", typed)
+        pg.wait_for_function("q => new URLSearchParams(location.search).get('filter') === q",
+                             arg=query)
+        _wait_rows(pg, _expected_rows(real_store.store, query)[0], f"case-sensitive {typed}")
+    _type_filter(pg, "explanation", "")
+    # Two cells at once: AND.
+    _type_filter(pg, "feature", ">5")
+    _type_filter(pg, "density", f"<={d!r}")
+    query = f"{{feature}} s> 5 && {{density}} s<= {d!r}"
+    pg.wait_for_function("q => new URLSearchParams(location.search).get('filter') === q",
+                         arg=query)
+    want, total = _expected_rows(real_store.store, query)
+    assert 0 < total < len(full)
+    _wait_rows(pg, want, "two cells")
+    pg.reload()  # the filter is in the URL: a reload shows the same rows
+    pg.wait_for_selector(FEATURE_LINKS)
+    _wait_rows(pg, want, "two cells after a reload")
+    _type_filter(pg, "feature", "")
+    _type_filter(pg, "density", "")
+    # A refused filter says why, in the page (not the console).
+    _type_filter(pg, "density", "datestartswith 2020")
+    pg.wait_for_function("() => document.querySelector('#feature-table-message')"
+                         ".innerText.includes('compares dates')")
+    assert _shown(pg) == []
+    clean(w)
+
+
+def test_a_100k_prompt_leaves_the_url_short_and_reload_works(page, live_server) -> None:
+    from featlab.app.pages.prompt import MAX_CHARS
+
+    w, pg = page, page.page
+    goto(w, live_server, "/prompt", "#prompt-text")
+    big = "1 " * 50_000
+    pg.fill("#prompt-text", big)  # the box's maxLength keeps what is typed to the cap
+    assert len(pg.input_value("#prompt-text")) <= MAX_CHARS
+    # Past the box (as a paste through a script or a crafted request would): the server
+    # refuses it and keeps it out of the URL.
+    pg.evaluate("""t => {
+        const box = document.querySelector('#prompt-text');
+        Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(box, t);
+        box.dispatchEvent(new Event('input', {bubbles: true}));
+    }""", big)
+    assert len(pg.input_value("#prompt-text")) == len(big)
+    pg.click("#prompt-run")
+    pg.wait_for_function("() => document.querySelector('#prompt-output')"
+                         ".innerText.includes('the limit is')")
+    pg.wait_for_function("() => location.search.includes('sae=')")
+    assert len(pg.url) < 200 and "text=" not in pg.url
+    resp = pg.reload()
+    assert resp.status == 200
+    pg.wait_for_selector("#prompt-text")
+    clean(w)

@@ -67,30 +67,17 @@ def test_random_feature_is_stable_and_moves() -> None:
     assert len(set(picks)) > 30  # not a constant jump
 
 
-def test_filter_query_parsing() -> None:
-    from featlab.app.pages.features import parse_filter
-
-    filters, search = parse_filter("{density} >= 0.01 && {density} < 0.5 && "
-                                   "{explanation} contains token")
-    assert filters == {"density": (0.01, 0.5)} and search == "token"
-    assert parse_filter("{feature} = 3") == ({"feature": 3}, None)
-    assert parse_filter("") == ({}, None)
-    with pytest.raises(ValueError, match="cannot filter on"):
-        parse_filter("{hist} > 1")
-    with pytest.raises(ValueError, match="needs a number"):
-        parse_filter("{density} > abc")
-
-
 def test_table_page_comes_from_the_store(client, synthetic_store) -> None:
     from featlab.app.pages.features import PAGE_SIZE, query_page
     from featlab.store import open_store
 
     with client.application.app_context():
         rows, count, msg = query_page(SAE, 1, [{"column_id": "density", "direction": "desc"}],
-                                      "{density} > 0")
+                                      "{density} s> 0")
     store = open_store(synthetic_store)
     df, total = store.features(SAE, offset=PAGE_SIZE, limit=PAGE_SIZE, sort_by="density",
-                               descending=True, filters={"density": (0.0, None)})
+                               descending=True, conditions=[("density", ">", 0.0)])
+    assert total < store.n_features(SAE)  # the dead features (density 0) are left out
     assert count == -(-total // PAGE_SIZE) and msg == ""
     assert [r["feature"].split("]")[0][1:] for r in rows] == [str(f) for f in df["feature"]]
 

@@ -58,8 +58,8 @@ def test_explanations_latest_user_wins(store_dir, tmp_path) -> None:
     feature = int(store.features("a", filters={"dead": False}, limit=1)[0]["feature"].iloc[0])
     auto = store.feature_card("a", feature).explanation
     assert auto and auto.startswith("peaks on")
-    store.set_explanation("a", feature, "first draft: digit detector")
-    store.set_explanation("a", feature, "detects the token after a digit")
+    assert store.set_explanation("a", feature, "first draft: digit detector")
+    assert store.set_explanation("a", feature, "detects the token after a digit")
     card = store.feature_card("a", feature)
     assert card.explanation == "detects the token after a digit"
     assert card.explanation_source == "user"
@@ -155,9 +155,9 @@ def test_parts_from_other_writers_are_sorted_and_read(store_dir, tmp_path) -> No
     extra = pd.concat([row.assign(feature=f, rank=99) for f in (9, 5, 1)], ignore_index=True)
     part = write_table(root, "examples", extra, name="extra")
     assert pq.read_table(part).column("feature").to_pylist() == [1, 5, 9]
-    assert len(store.feature_card("a", 5).examples) == before  # not seen before refresh
-    store.refresh()
+    # The next read notices the new part by itself (the directory's stat changed).
     assert len(store.feature_card("a", 5).examples) == before + 1
+    assert store.refresh() is False  # nothing left to pick up
 
 
 def test_cross_matches_and_attributions(tiny_model, tiny_tokens, tmp_path) -> None:
@@ -248,3 +248,119 @@ def test_top_features_for_prompt(tiny_model, tiny_tokens) -> None:
     assert (at3["pos"] == 3).all()
     with pytest.raises(ValueError, match="no tokenizer"):
         top_features_for_prompt(tiny_model, sae, "hello")
+
+
+# -- conditions: (column, operator, value) ------------------------------------------------------
+
+
+def _expected(df: pd.DataFrame, column: str, op: str, value) -> list[int]:
+    """The features a condition should keep, computed in pandas from the full table."""
+    col = df[column]
+    fold = op.startswith("i") and op not in ("is null", "is blank")
+    base = op[1:] if fold else op
+    if base in ("is null", "is blank"):
+        keep = col.isna() | ((col == "") if base == "is blank" else False)
+    else:
+        if fold:
+            col, value = col.str.lower(), value.lower()
+        keep = {
+            "=": lambda: col == value, "!=": lambda: col.isna() | (col != value),
+            ">": lambda: col > value, ">=": lambda: col >= value,
+            "<": lambda: col < value, "<=": lambda: col <= value,
+            "contains": lambda: col.fillna("\0").str.contains(value, regex=False)
+            & col.notna(),
+        }[base]()
+    return sorted(df.loc[keep.fillna(False).astype(bool), "feature"].astype(int).tolist())
+
+
+@pytest.fixture(scope="module")
+def explained_store(store_dir, tmp_path_factory):
+    """A copy of the store with a few user explanations (mixed case, one empty)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("cond") / "s"
+    shutil.copytree(store_dir, root)
+    store = open_store(root)
+    for f, text in {3: "Digit Detector", 4: "detects digits", 5: "", 6: "50% of tokens"}.items():
+        store.set_explanation("a", f, text)
+    return root
+
+
+def test_every_condition_operator_matches_pandas(explained_store) -> None:
+    store = open_store(explained_store)
+    full, _ = store.features("a", limit=1000)
+    density = float(full["density"].sort_values().iloc[len(full) // 2])  # a stored value
+    token = str(full["top_token"].dropna().iloc[0])
+    cases = [("feature", op, 3) for op in ("=", "!=", ">", ">=", "<", "<=")]
+    cases += [("density", op, density) for op in ("=", "!=", ">", ">=", "<", "<=")]
+    cases += [("max_act", ">", 0.0), ("mean_act", "<=", 0.5), ("dead", "=", True),
+              ("dead", "!=", True), ("top_token", "=", token), ("top_token", "!=", token),
+              ("top_token", ">", token), ("top_token", "contains", token[:1]),
+              ("explanation", "contains", "digit"), ("explanation", "icontains", "DIGIT"),
+              ("explanation", "contains", "Digit"), ("explanation", "i=", "digit detector"),
+              ("explanation", "=", "digit detector"), ("explanation", "i!=", "DIGIT DETECTOR"),
+              ("explanation", "contains", "50%"), ("explanation", "contains", "5_%"),
+              ("explanation", "is blank", None), ("explanation", "is null", None),
+              ("complexity", "is null", None), ("explanation", "i<", "e")]
+    for column, op, value in cases:
+        got, n = store.features("a", limit=1000, conditions=[(column, op, value)])
+        want = _expected(full, column, op, value)
+        assert sorted(got["feature"].tolist()) == want and n == len(want), (column, op, value)
+    # Strict comparisons are strict: the boundary value itself is excluded.
+    at = store.features("a", limit=1000, conditions=[("density", "=", density)])[1]
+    above = store.features("a", limit=1000, conditions=[("density", ">", density)])[1]
+    at_or_above = store.features("a", limit=1000, conditions=[("density", ">=", density)])[1]
+    assert at >= 1 and at_or_above == above + at
+    # Several conditions combine with AND, and with the older filters / search.
+    both, n = store.features("a", limit=1000, conditions=[("feature", ">", 2),
+                                                          ("feature", "<=", 5)])
+    assert list(both["feature"]) == [3, 4, 5] and n == 3
+    mixed, n = store.features("a", filters={"feature": (3, 5)}, search="digit",
+                              conditions=[("explanation", "contains", "detects")])
+    assert list(mixed["feature"]) == [4] and n == 1
+
+
+def test_conditions_name_what_is_wrong(store_dir) -> None:
+    store = open_store(store_dir)
+    bad = [
+        (("hist", ">", 1), "cannot filter on 'hist'"),
+        (("nope", "=", 1), "cannot filter on 'nope'"),
+        (("density", "~", 1), "unknown operator '~'"),
+        (("density", "contains", "1"), "'contains' works on the text columns"),
+        (("density", ">", "abc"), "'density' is numeric"),
+        (("density", ">", float("nan")), "'density' is numeric"),
+        (("top_token", "=", 3), "'top_token' is a text column"),
+        (("dead", ">", True), "'dead' is true/false"),
+        (("explanation", "is null", "x"), "takes no value"),
+        (("feature", "="), "a condition is (column, operator, value)"),
+    ]
+    for cond, message in bad:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            store.features("a", conditions=[cond])
+
+
+# -- explanations: the cap and unchanged saves -------------------------------------------------
+
+
+def test_explanation_cap_and_unchanged_saves(store_dir, tmp_path) -> None:
+    import shutil
+
+    from featlab.store.reader import MAX_EXPLANATION_CHARS
+
+    root = tmp_path / "s"
+    shutil.copytree(store_dir, root)
+    store = open_store(root)
+    parts = lambda: len(store.parts("explanations"))  # noqa: E731
+    n0 = parts()
+    assert store.set_explanation("a", 1, "fires on commas") is True
+    assert parts() == n0 + 1
+    assert store.set_explanation("a", 1, "fires on commas") is False  # unchanged: no part
+    assert parts() == n0 + 1
+    assert store.set_explanation("a", 1, "fires on commas", source="auto") is True
+    assert store.set_explanation("a", 1, "x" * MAX_EXPLANATION_CHARS) is True
+    with pytest.raises(ValueError, match=f"the limit is {MAX_EXPLANATION_CHARS}"):
+        store.set_explanation("a", 1, "x" * 200_000)
+    with pytest.raises(ValueError, match="an explanation is text"):
+        store.set_explanation("a", 1, 123)
+    assert parts() == n0 + 3
+    assert store.feature_card("a", 1).explanation == "x" * MAX_EXPLANATION_CHARS

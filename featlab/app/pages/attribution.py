@@ -11,6 +11,7 @@ import numpy as np
 from featlab.app import figures
 from featlab.app.components import NotFoundError, parse_float, safe_layout, stat_list
 from featlab.app.context import get_context
+from featlab.app.guard import expect_choice, expect_number, expect_str
 from featlab.app.pages import register_url_sync, url_sync
 
 PATH = "/attribution"
@@ -88,8 +89,10 @@ def register_callbacks(app: Any) -> None:
         Input("attr-sign", "value"),
         Input("attr-clip", "value"),
     )
-    def _draw(map_id: str, sign: str, clip: float):
-        row = _find(map_id)
+    def _draw(map_id: Any, sign: Any, clip: Any):
+        row = _find(expect_str(map_id, "the map id"))
+        sign = expect_choice(sign, "the sign", SIGNS)
+        percentile = expect_number(clip, "the clip percentile", 50.0, 100.0)
         info = {k: row.get(k) for k in ("kind", "method", "target", "example")}
         query = "?" + urlencode({"id": map_id, "sign": sign, "clip": clip})
-        return map_figure(row, sign, float(clip)), stat_list(info), query
+        return map_figure(row, sign, percentile), stat_list(info), query

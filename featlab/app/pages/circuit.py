@@ -21,6 +21,13 @@ from featlab.app.components import (
     stat_list,
 )
 from featlab.app.context import get_context
+from featlab.app.guard import (
+    BadCallbackInput,
+    expect_int,
+    expect_number,
+    expect_points,
+    expect_str,
+)
 from featlab.app.pages import register_url_sync, url_sync
 
 PATH = "/circuit"
@@ -50,7 +57,7 @@ def node_label(row: pd.Series) -> str:
 
 def render(circuit_id: str, node_threshold: float, edge_threshold: float):
     """(figure or None, summary text, message) for one threshold setting."""
-    nodes, edges = get_context().store.circuit(circuit_id)
+    nodes, edges = get_context().store.circuit(circuit_id)  # unknown id: UnknownIdError
     keep_n, keep_e, c = filter_circuit(nodes, edges, node_threshold, edge_threshold)
     summary = (f"showing {c['nodes']} of {c['nodes_total']} nodes "
                f"({c['nodes_total'] - c['nodes']} hidden by the node threshold), "
@@ -154,10 +161,13 @@ def register_callbacks(app: Any) -> None:
         Input("circuit-edge-threshold", "value"),
         State("circuit-id", "data"),
     )
-    def _draw(node_thr: float, edge_thr: float, circuit_id: str):
-        fig, summary, message = render(circuit_id, float(node_thr or 0), float(edge_thr or 0))
-        query = "?" + urlencode({"id": circuit_id, "node": fmt(float(node_thr or 0), 6),
-                                 "edge": fmt(float(edge_thr or 0), 6)})
+    def _draw(node_thr: Any, edge_thr: Any, circuit_id: Any):
+        node_thr = expect_number(node_thr, "the node threshold", 0.0, 1e300, default=0.0)
+        edge_thr = expect_number(edge_thr, "the edge threshold", 0.0, 1e300, default=0.0)
+        circuit_id = expect_str(circuit_id, "the circuit id")
+        fig, summary, message = render(circuit_id, node_thr, edge_thr)
+        query = "?" + urlencode({"id": circuit_id, "node": fmt(node_thr, 6),
+                                 "edge": fmt(edge_thr, 6)})
         if fig is None:
             fig = figures.empty_figure("too many nodes to draw")
         return fig, summary, error_box(message) if message else "", query
@@ -168,7 +178,9 @@ def register_callbacks(app: Any) -> None:
         State("circuit-id", "data"),
         prevent_initial_call=True,
     )
-    def _select(value: str, current: str):
+    def _select(value: Any, current: Any):
+        value = expect_str(value, "the chosen circuit")
+        current = expect_str(current, "the circuit id", optional=True)
         return no_update if value == current else "/circuit?" + urlencode({"id": value})
 
     @app.callback(
@@ -176,8 +188,15 @@ def register_callbacks(app: Any) -> None:
         Input("circuit-graph", "clickData"),
         prevent_initial_call=True,
     )
-    def _click(click: dict[str, Any] | None):
-        if not click or not click.get("points") or "customdata" not in click["points"][0]:
+    def _click(click: Any):
+        if click is None:
             return no_update
-        _node_id, sae_id, feature = click["points"][0]["customdata"]
-        return node_card(str(sae_id), int(feature))
+        points = expect_points(click, "clickData")
+        if not points or "customdata" not in points[0]:
+            return no_update  # a click on an edge: nothing to show
+        custom = points[0]["customdata"]
+        if not isinstance(custom, list) or len(custom) != 3:
+            raise BadCallbackInput(f"a node's customdata is [node id, SAE id, feature], got "
+                                   f"{str(custom)[:80]}")
+        sae_id = expect_str(custom[1], "the node's SAE id")
+        return node_card(sae_id, expect_int(custom[2], "the node's feature", -1, 2**62))

@@ -26,6 +26,7 @@ from featlab.app.components import (
     token_html,
 )
 from featlab.app.context import get_context
+from featlab.app.guard import MAX_BODY_BYTES, expect_dict, expect_int, expect_str
 
 PATH_TEMPLATE = "/sae/<sae_id>/feature/<feature>"
 TITLE = "Feature"
@@ -154,6 +155,7 @@ def layout(sae_id: str | None = None, feature: str | None = None, **_: Any) -> A
                                 f"({card.explanation_source})" if card.explanation else "(none)",
                                 className="muted", id="explanation-source")]),
                             dcc.Textarea(id="explanation-text", value=explanation,
+                                         maxLength=max_explanation_chars(),
                                          className="explanation"),
                             html.Button("Save", id="explanation-save", n_clicks=0,
                                         className="btn"),
@@ -184,12 +186,22 @@ def layout(sae_id: str | None = None, feature: str | None = None, **_: Any) -> A
     )
 
 
+def max_explanation_chars() -> int:
+    from featlab.store.reader import MAX_EXPLANATION_CHARS
+
+    return MAX_EXPLANATION_CHARS
+
+
 def save_explanation(sae_id: str, feature: int, text: str) -> str:
     """Persist a user explanation; returns the status line the page shows."""
     text = (text or "").strip()
     if not text:
         return "Nothing to save: the explanation is empty."
-    get_context().store.set_explanation(sae_id, int(feature), text, source="user")
+    cap = max_explanation_chars()
+    if len(text) > cap:
+        return f"Not saved: the explanation has {len(text):,} characters; the limit is {cap:,}."
+    if not get_context().store.set_explanation(sae_id, int(feature), text, source="user"):
+        return "Nothing to save: the explanation is unchanged."
     return "Saved."
 
 
@@ -203,8 +215,15 @@ def register_callbacks(app: Any) -> None:
         State("feature-key", "data"),
         prevent_initial_call=True,
     )
-    def _save(n_clicks: int, text: str, key: dict[str, Any]) -> str:
+    def _save(n_clicks: Any, text: Any, key: Any) -> str:
+        from featlab.store import StoreError
+
+        expect_int(n_clicks, "n_clicks", 0, 10**9, default=0)
+        key = expect_dict(key, "the feature key", ("sae_id", "feature"))
+        sae_id = require_sae(get_context().store, expect_str(key["sae_id"], "the SAE id"))
+        feature = expect_int(key["feature"], "the feature index", 0, 2**62)
+        text = expect_str(text, "the explanation", MAX_BODY_BYTES, optional=True)
         try:
-            return save_explanation(key["sae_id"], key["feature"], text)
-        except Exception as err:  # a read-only store, a full disk: say so on the page
+            return save_explanation(sae_id, feature, text or "")
+        except (OSError, StoreError, KeyError) as err:  # read-only store, full disk, gone
             return f"Could not save: {type(err).__name__}: {err}"

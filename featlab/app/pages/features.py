@@ -6,7 +6,6 @@ rows per request); the table state lives in the query string so a reload restore
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,60 +22,21 @@ from featlab.app.components import (
     safe_layout,
 )
 from featlab.app.context import get_context
+from featlab.app.filters import COLUMNS, NUMERIC_COLUMNS, FilterError, parse_filter
+from featlab.app.guard import (
+    expect_choice,
+    expect_dict,
+    expect_int,
+    expect_list,
+    expect_points,
+    expect_str,
+)
 from featlab.app.pages import register_url_sync, url_sync
 
 PATH_TEMPLATE = "/sae/<sae_id>"
 TITLE = "Features"
 PAGE_SIZE = 25
-COLUMNS = ("feature", "density", "max_act", "mean_act", "complexity", "importance",
-           "top_token", "explanation")
-TEXT_COLUMNS = ("top_token", "explanation")
-
-# DataTable's filter_query: `{col} op value` terms joined by `&&`.
-_TERM = re.compile(r"^\{(?P<col>[^}]+)\}\s*(?P<op>s?(?:>=|<=|>|<|=|!=|eq|ne|gt|ge|lt|le|"
-                   r"contains|icontains))\s*(?P<val>.+)$")
-_OPS = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<=",
-        "seq": "=", "sgt": ">", "sge": ">=", "slt": "<", "sle": "<="}
-
-
-def parse_filter(query: str | None) -> tuple[dict[str, Any], str | None]:
-    """DataTable `filter_query` -> (`store.features` filters, search text).
-
-    Numeric comparisons become inclusive ranges (`>`/`<` are treated as `>=`/`<=`: with
-    float columns the difference is one value); `contains` on a text column becomes the
-    store's substring search. Unsupported terms raise ValueError naming the syntax.
-    """
-    filters: dict[str, Any] = {}
-    search = None
-    for raw in (query or "").split("&&"):
-        term = raw.strip()
-        if not term:
-            continue
-        m = _TERM.match(term)
-        if not m:
-            raise ValueError(f"cannot read the filter {term!r}; use e.g. '>0.01', '<=5' "
-                             "or 'contains word'")
-        col, op, val = m["col"], _OPS.get(m["op"], m["op"]), m["val"].strip().strip("'\"")
-        if col not in COLUMNS:
-            raise ValueError(f"cannot filter on {col!r}; choose one of {list(COLUMNS)}")
-        if op in ("contains", "icontains") or col in TEXT_COLUMNS:
-            search = val
-            continue
-        try:
-            num: float = int(val) if col == "feature" else float(val)
-        except ValueError:
-            raise ValueError(f"filter on {col!r} needs a number, got {val!r}") from None
-        prev = filters.get(col)
-        lo, hi = prev if isinstance(prev, tuple) else (None, None)
-        if op == "=":
-            filters[col] = num
-        elif op == "!=":
-            raise ValueError("'!=' filters are not supported; use a range such as '>0'")
-        elif op in (">", ">="):
-            filters[col] = (num, hi)
-        else:
-            filters[col] = (lo, num)
-    return filters, search
+MAX_PAGE = 10**6  # 25 million features: beyond any SAE the app serves
 
 
 def table_rows(df: Any, sae_id: str) -> list[dict[str, Any]]:
@@ -99,17 +59,30 @@ def query_page(sae_id: str, page: int, sort_by: list[dict[str, str]] | None,
     """One table page: (rows, page count, error message or "")."""
     store = get_context().store
     try:
-        filters, search = parse_filter(filter_query)
-    except ValueError as err:
+        conditions = parse_filter(filter_query)
+    except FilterError as err:
         return [], 1, str(err)
     sort = (sort_by or [{}])[0]
     df, total = store.features(
         sae_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE,
         sort_by=sort.get("column_id", "feature"), descending=sort.get("direction") == "desc",
-        filters=filters, search=search,
+        conditions=conditions,
     )
     return table_rows(df, sae_id), max(1, -(-total // PAGE_SIZE)), (
         "" if total else "No features match the filter.")
+
+
+def check_table_state(page: Any, sort_by: Any, filter_query: Any,
+                      sae_id: Any) -> tuple[int, list[dict[str, str]], str, str]:
+    """The paging callback's inputs as the DataTable sends them, or BadCallbackInput."""
+    page = expect_int(page, "page_current", 0, MAX_PAGE, default=0)
+    sort_by = expect_list(sort_by if sort_by is not None else [], "sort_by", 1)
+    for s in sort_by:
+        expect_dict(s, "a sort_by entry", ("column_id",))
+        expect_choice(s["column_id"], "sort_by column_id", COLUMNS)
+        expect_choice(s.get("direction", "asc"), "sort_by direction", ("asc", "desc"))
+    filter_query = expect_str(filter_query, "filter_query", 10 * 1000, optional=True) or ""
+    return page, sort_by, filter_query, expect_str(sae_id, "the SAE id")
 
 
 def state_query(page: int, sort_by: list[dict[str, str]] | None, filter_query: str | None) -> str:
@@ -147,15 +120,19 @@ def layout(sae_id: str | None = None, page: str = "0", sort: str | None = None,
     # The table clamps page_current to page_count on mount, so a deep link to page 3 needs
     # the real count up front (one count query), not a placeholder.
     try:
-        filters, search = parse_filter(filter)
-        _, total = store.features(sae_id, limit=1, filters=filters, search=search)
-    except ValueError:
+        _, total = store.features(sae_id, limit=1, conditions=parse_filter(filter))
+    except FilterError:
         total = int(store.n_features(sae_id))
     page_count = max(1, -(-total // PAGE_SIZE))
     page_i = min(page_i, page_count - 1)
+    # Numeric columns are typed so a bare typed value means "=" (text columns: "contains");
+    # text filters ignore case unless the cell's Aa button is toggled (case means nothing
+    # to numbers, which keep the table's default flag, "s").
     columns = [
         {"name": c.replace("_", " "), "id": c,
-         **({"presentation": "markdown"} if c == "feature" else {})}
+         **({"presentation": "markdown"} if c == "feature" else {}),
+         **({"type": "numeric"} if c in NUMERIC_COLUMNS else
+            {"filter_options": {"case": "insensitive"}})}
         for c in COLUMNS
     ]
     return html.Div(
@@ -164,8 +141,9 @@ def layout(sae_id: str | None = None, page: str = "0", sort: str | None = None,
             dcc.Store(id="features-sae", data=sae_id),
             dcc.Location(id="features-nav", refresh="callback-nav"),
             _header(sae_row(store, sae_id)),
-            html.P("Filter a column with e.g. >0.01 (numbers) or a word (text); "
-                   "click a column header to sort.", className="muted"),
+            html.P("Filter a column: >0.01, <=5, =3, !=0 on numbers; a word (or "
+                   "contains word, =exact) on text, case-insensitive unless Aa is toggled; "
+                   "is blank for none. Click a column header to sort.", className="muted"),
             dash_table.DataTable(
                 id="feature-table",
                 columns=columns,
@@ -197,9 +175,12 @@ def clicked_feature(sae_id: str, point: dict[str, Any]) -> int:
     feature, as `store.feature_map` returns them)."""
     custom = point.get("customdata")
     if custom is not None:
-        return int(custom[0] if isinstance(custom, list) else custom)
+        value = custom[0] if isinstance(custom, list) and custom else custom
+        return expect_int(value, "the clicked point's customdata", 0, 2**62)
     features = get_context().store.feature_map(sae_id)["feature"]
-    return int(features.iloc[int(point["pointIndex"])])
+    i = expect_int(point.get("pointIndex"), "the clicked point's pointIndex", 0,
+                   max(len(features) - 1, 0))
+    return int(features.iloc[i])
 
 
 def register_callbacks(app: Any) -> None:
@@ -216,12 +197,20 @@ def register_callbacks(app: Any) -> None:
         Input("feature-table", "filter_query"),
         State("features-sae", "data"),
     )
-    def _page(page: int, sort_by: list[dict[str, str]], filter_query: str, sae_id: str):
-        rows, count, msg = query_page(sae_id, int(page or 0), sort_by, filter_query)
-        return rows, count, msg, state_query(int(page or 0), sort_by, filter_query)
+    def _page(page: Any, sort_by: Any, filter_query: Any, sae_id: Any):
+        page, sort_by, filter_query, sae_id = check_table_state(page, sort_by, filter_query,
+                                                                sae_id)
+        require_sae(get_context().store, sae_id)
+        rows, count, msg = query_page(sae_id, page, sort_by, filter_query)
+        try:
+            parse_filter(filter_query)
+        except FilterError:  # a refused filter stays out of the URL
+            filter_query = ""
+        return rows, count, msg, state_query(page, sort_by, filter_query)
 
     @app.callback(Output("feature-map", "figure"), Input("features-sae", "data"))
-    def _map(sae_id: str):
+    def _map(sae_id: Any):
+        sae_id = require_sae(get_context().store, expect_str(sae_id, "the SAE id"))
         df = get_context().store.feature_map(sae_id)
         # Densities span decades; colour by their log so the map is not one flat colour.
         df["log10 density"] = np.log10(df["density"].astype(float).clip(lower=1e-9))
@@ -233,7 +222,11 @@ def register_callbacks(app: Any) -> None:
         State("features-sae", "data"),
         prevent_initial_call=True,
     )
-    def _open(click: dict[str, Any] | None, sae_id: str):
-        if not click or not click.get("points"):
+    def _open(click: Any, sae_id: Any):
+        sae_id = require_sae(get_context().store, expect_str(sae_id, "the SAE id"))
+        if click is None:
             return no_update
-        return feature_href(sae_id, clicked_feature(sae_id, click["points"][0]))
+        points = expect_points(click, "clickData")
+        if not points:
+            return no_update
+        return feature_href(sae_id, clicked_feature(sae_id, points[0]))

@@ -9,14 +9,22 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
-from featlab.app.components import error_box, feature_href, fmt, sae_ids, safe_layout
+from featlab.app.components import (
+    NotFoundError,
+    error_box,
+    feature_href,
+    fmt,
+    sae_ids,
+    safe_layout,
+)
 from featlab.app.context import get_context
+from featlab.app.guard import MAX_BODY_BYTES, expect_int, expect_str
 from featlab.app.pages import register_url_sync, url_sync
 
 PATH = "/prompt"
 TITLE = "Prompt"
 TOP_K = 5
-MAX_CHARS = 2000  # keeps one request's model run short on a CPU
+MAX_CHARS = 2000  # keeps one request's model run short on a CPU, and the URL short
 
 
 def results_view(sae_id: str, df: pd.DataFrame) -> Any:
@@ -39,11 +47,18 @@ def results_view(sae_id: str, df: pd.DataFrame) -> Any:
     return html.Table([head, html.Tbody(rows)], className="mini", id="prompt-results")
 
 
+def too_long(text: str) -> str | None:
+    if len(text) <= MAX_CHARS:
+        return None
+    return (f"The prompt has {len(text):,} characters; the limit is {MAX_CHARS:,}. Shorten "
+            "it and press Run again.")
+
+
 def run_prompt(sae_id: str, text: str, k: int = TOP_K) -> Any:
     if not (text or "").strip():
         return _hint("Type a prompt and press Run.")
-    if len(text) > MAX_CHARS:
-        return error_box(f"The prompt has {len(text)} characters; the limit is {MAX_CHARS}.")
+    if too_long(text):
+        return error_box(too_long(text))
     try:
         df = get_context().live.top_features(sae_id, text, k=k)
     except Exception as err:  # no recorded model, bad tokens: tell the user, keep the page
@@ -65,6 +80,9 @@ def layout(sae: str | None = None, text: str = "", **_: Any) -> Any:
     if not ids:
         return html.Div([html.H2("Prompt"), html.P("This store holds no SAEs.")])
     sae_id = sae if sae in ids else ids[0]
+    # A link with a prompt over the cap (typed into the address bar) opens empty, with
+    # the refusal, rather than putting the text back into the box and the URL.
+    refused = too_long(text or "")
     return html.Div(
         [
             *url_sync("prompt"),
@@ -73,8 +91,10 @@ def layout(sae: str | None = None, text: str = "", **_: Any) -> Any:
                    "spaces, e.g. 3 17 42 17.", className="muted"),
             dcc.Dropdown(id="prompt-sae", value=sae_id, clearable=False,
                          options=[{"label": i, "value": i} for i in ids]),
-            dcc.Textarea(id="prompt-text", value=text, className="prompt-text"),
+            dcc.Textarea(id="prompt-text", value="" if refused else text, maxLength=MAX_CHARS,
+                         className="prompt-text"),
             html.Button("Run", id="prompt-run", n_clicks=0, className="btn"),
+            html.Div(error_box(refused) if refused else None, id="prompt-link-message"),
             dcc.Loading(html.Div(id="prompt-output"), type="dot"),
         ]
     )
@@ -91,7 +111,16 @@ def register_callbacks(app: Any) -> None:
         State("prompt-sae", "value"),
         State("prompt-text", "value"),
     )
-    def _run(n_clicks: int, sae_id: str, text: str):
+    def _run(n_clicks: Any, sae_id: Any, text: Any):
         # Runs on page load too, so a deep link with ?text=... shows its results.
+        expect_int(n_clicks, "n_clicks", 0, 10**9, default=0)
+        sae_id = expect_str(sae_id, "the SAE id")
+        if sae_id not in sae_ids(get_context().store):
+            raise NotFoundError(f"no SAE {sae_id!r} in this store")
+        text = expect_str(text, "the prompt", MAX_BODY_BYTES, optional=True) or ""
+        # Only a prompt that is run goes into the URL: one over the cap would make every
+        # reload of the page a request the server refuses (HTTP 414 beyond ~8 KB).
         query = "?" + urlencode({"sae": sae_id, "text": text}) if text else ""
-        return run_prompt(sae_id, text or ""), query
+        if too_long(text):
+            query = "?" + urlencode({"sae": sae_id})
+        return run_prompt(sae_id, text), query
