@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 
+from featlab.app.server import DEFAULT_THREADS
 from featlab.errors import Interrupted, TrainingDiverged, UserError
 from featlab.runs.analyze import AnalyzeRunConfig
 from featlab.runs.demo import DemoConfig
@@ -94,7 +95,8 @@ def app_cmd(
     store: Path = typer.Option(..., help="Feature store directory (from `featlab analyze`)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (localhost by default)."),
     port: int = typer.Option(8050, help="Port to serve on."),
-    threads: int = typer.Option(8, help="Server threads (requests served at once)."),
+    threads: int = typer.Option(DEFAULT_THREADS, help="Server threads (requests served at "
+                                "once)."),
     root: Path = typer.Option(None, help="Refuse stores outside this directory."),
     model: Path = typer.Option(None, help="Model directory for the prompt view."),
     sae: list[str] = typer.Option([], help="SAE_ID=DIR for the prompt view; repeatable."),

@@ -148,7 +148,10 @@ def train_model(
     if ckpt is not None and resume and ckpt.is_file():
         start, losses = _load_state(ckpt, model, opt, sched, gen, steps)
 
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
+    else:  # no bar at all: tqdm.auto warns in a notebook without ipywidgets even when disabled
+        from tqdm import tqdm
 
     model.train()
     t0 = last_save = time.perf_counter()

@@ -72,15 +72,20 @@ def as_layer_dict(
             "expected an ActivationCache, a dict of activations, a list of arrays or one array, "
             f"got {type(cache_or_layers).__name__}"
         )
-    valid = list(source.keys())
-    names = valid if layers is None else list(layers)
-    if not names:
-        raise ValueError("no layers to analyse")
-    missing = [nm for nm in names if nm not in valid]
-    if missing:
-        raise KeyError(f"layer(s) {missing} not in the cache; valid names: {valid}")
+    names = select_names(list(source.keys()), layers, "layer")
     out = {nm: to_numpy_2d(source[nm], name=f"activations at {nm!r}") for nm in names}
     ns = {nm: a.shape[0] for nm, a in out.items()}
     if len(set(ns.values())) != 1:
         raise ValueError(f"layers have different numbers of rows: {ns}")
     return out
+
+
+def select_names(valid: list[str], wanted: Sequence[str] | None, what: str) -> list[str]:
+    """`wanted` (default: every valid name), refusing an empty choice or unknown names."""
+    names = valid if wanted is None else list(wanted)
+    if not names:
+        raise ValueError(f"no {what}s to read: the cache is empty or the list is")
+    missing = [nm for nm in names if nm not in valid]
+    if missing:
+        raise KeyError(f"{what}(s) {missing} not in the cache; valid names: {valid}")
+    return names

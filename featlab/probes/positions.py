@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from featlab.probes._layers import to_numpy_2d
+from featlab.probes._layers import select_names, to_numpy_2d
 
 __all__ = ["scored_positions"]
 
@@ -36,14 +36,7 @@ def _hooks(cache: Any, layers: Sequence[str] | None) -> list[str]:
             "expected an ActivationCache (from model.run_with_cache) or a dict hook -> "
             f"[batch, pos, d] tensor, got {type(cache).__name__}"
         )
-    valid = list(cache.keys())
-    names = valid if layers is None else list(layers)
-    if not names:
-        raise ValueError("no hooks to read: the cache is empty or layers=[]")
-    missing = [h for h in names if h not in valid]
-    if missing:
-        raise KeyError(f"hook(s) {missing} not in the cache; valid names: {valid}")
-    return names
+    return select_names(list(cache.keys()), layers, "hook")
 
 
 def scored_positions(

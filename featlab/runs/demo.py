@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featlab.app.server import DEFAULT_THREADS
 from featlab.runs.options import check_options, coerce_fields, option
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +37,7 @@ class DemoConfig:
     serve: bool = option(True, "Serve the app at the end.", result=False)
     host: str = option("127.0.0.1", "Interface the app binds to.", result=False)
     port: int = option(8050, "Port the app serves on.", gt=0, le=65535, result=False)
-    threads: int = option(8, "Server threads of the app.", gt=0, result=False)
+    threads: int = option(DEFAULT_THREADS, "Server threads of the app.", gt=0, result=False)
     overwrite: bool = option(False, "Redo everything in OUT (it holds other settings).",
                              result=False)
     progress: bool = option(True, "Show progress.", result=False)

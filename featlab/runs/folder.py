@@ -84,8 +84,13 @@ class RunFolder:
 
     def claim(self, *, overwrite: bool = False) -> str:
         """Take the folder for this run: "new" (cleared first when overwriting), "resume"
-        (same run, unfinished) or "done" (same run, finished)."""
+        (same run, unfinished; says so on stderr) or "done" (same run, finished)."""
         status = self.check(overwrite=overwrite)
+        if status == "resume":
+            import sys
+
+            print(f"featlab {self.command}: resuming the unfinished run in {self.path}",
+                  file=sys.stderr, flush=True)
         if status == "new":
             if self.path.exists():
                 self._clear()

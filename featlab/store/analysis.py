@@ -10,8 +10,8 @@ Store ids are never replaced silently. Each SAE's row records the fingerprint of
 it (settings, tokens, model and SAE weights): analysing the same again is a no-op that
 returns the stored rows, and analysing something else under a stored id (or resuming a
 checkpoint made with other settings) raises `featlab.errors.RunConflict` unless
-`overwrite=True`, which replaces analyze's own parts of that id (user-written explanations
-are kept).
+`overwrite=True`, which replaces analyze's own parts of that id in place (user-written
+explanations are kept).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from featlab.store.examples import auto_explanations, example_table, top_peak_to
 from featlab.store.ids import claim_ids, fingerprints, read_state, run_key
 from featlab.store.schema import STATE_DIR
 from featlab.store.stream import FeatureStream
-from featlab.store.update import remove_analysis
+from featlab.store.update import analysis_parts, remove_unreplaced
 from featlab.store.writer import init_store, now_iso, write_part
 
 
@@ -181,10 +181,12 @@ def analyze(
         raise KeyError(f"sae_paths names SAE(s) {unknown} not being analysed; SAE ids are "
                        f"{sorted(named)}")
     locations = {sid: _locations(root, model_path, (sae_paths or {}).get(sid)) for sid in named}
-    if overwrite:
-        remove_analysis(root, list(named))
+    # Overwriting: new parts replace old ones by rename (no gap for a reader of a served
+    # store); old parts the new analysis does not write again go afterwards.
+    stale = analysis_parts(root, list(named)) if overwrite else {}
     rows = _write_tables(root, model, named, hooks, streams, tokens, cfg, vocab, model_name,
                          locations, prints)
+    remove_unreplaced(stale)
     state_path.unlink(missing_ok=True)
     return rows
 

@@ -72,12 +72,24 @@ def update_features(store: str | Path, sae_id: str, values: pd.DataFrame) -> Non
     write_part(store, "features", part, name=sae_id)
 
 
-def remove_analysis(root: Path, sae_ids: list[str]) -> None:
-    """Delete the parts analyze wrote for `sae_ids` (deterministic names); user-written
-    explanations (unique part names) stay."""
+def analysis_parts(root: Path, sae_ids: list[str]) -> dict[Path, int]:
+    """The parts analyze writes for `sae_ids` (deterministic names) that exist now, with
+    their inode; user-written explanations (unique part names) are not among them."""
     root = Path(root)
     names = {f"{safe_name(sid)}.parquet" for sid in sae_ids}
     names |= {f"{safe_name(f'auto-{sid}')}.parquet" for sid in sae_ids}
+    out = {}
     for table in TABLES:
         for name in names:
-            (root / table / name).unlink(missing_ok=True)
+            path = root / table / name
+            if path.is_file():
+                out[path] = path.stat().st_ino
+    return out
+
+
+def remove_unreplaced(parts: dict[Path, int]) -> None:
+    """Delete the `parts` that still have their old inode: a re-run replaced the others by
+    rename (so readers never saw a gap), these it did not write again."""
+    for path, inode in parts.items():
+        if path.is_file() and path.stat().st_ino == inode:
+            path.unlink()

@@ -57,6 +57,8 @@ def _chain(args: list[object], out_flag: str, out: Path, reference: Path,
     assert code == -signal.SIGKILL
     code, err = _finish(_start([*args, out_flag, out]))
     assert code == 0, err
+    if out_flag == "--out":  # a run folder says that it resumes
+        assert "resuming the unfinished run" in err
     assert _finish(ref)[0] == 0
 
 
