@@ -30,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sae_common import write_figure, write_table  # noqa: E402
 
 HOOK = "blocks.0.hook_resid_post"
+_TINY_MODEL = ("--layers", "conv,attn", "--d-model", "16", "--seq-len", "16", "--vocab-size",
+               "16", "--num-kv-pairs", "2", "--steps", "5", "--batch-size", "4", "--n-train",
+               "32", "--no-progress")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ CASES = [
     Case("retrain with other settings", ("train-model", "--layers", "conv,attn", "--d-model",
                                          "16", "--steps", "7", "--out", "{ws}/model"), 2,
          "--overwrite"),
+    Case("corrupt checkpoint", ("train-model", *_TINY_MODEL, "--out", "{ws}/unfinished"), 2,
+         "start the run again", slow=True),
     Case("out is a foreign folder", ("train-model", "--out", "{ws}/foreign"), 2,
          "not a featlab run folder"),
     Case("missing model", ("train-sae", "--model", "{ws}/nope", "--hook", HOOK,
@@ -132,9 +137,16 @@ def make_workspace(ws: Path) -> None:
     )
     from featlab.sae import build_sae, make_config, save_sae
 
-    train_mqar_model(MQARModelConfig(layers=("conv", "attn"), d_model=16, seq_len=16,
-                                     vocab_size=16, num_kv_pairs=2, steps=5, batch_size=4,
-                                     n_train=32, n_test=8, out=ws / "model", progress=False))
+    tiny = dict(layers=("conv", "attn"), d_model=16, seq_len=16, vocab_size=16, num_kv_pairs=2,
+                steps=5, batch_size=4, n_train=32)
+    train_mqar_model(MQARModelConfig(**tiny, n_test=8, out=ws / "model", progress=False))
+    from featlab.runs.folder import RunFolder
+    from featlab.runs.options import result_settings
+
+    # An unfinished run of the same settings whose checkpoint got corrupted.
+    RunFolder(ws / "unfinished", "train-model",
+              result_settings(MQARModelConfig(**tiny))).claim()
+    (ws / "unfinished" / "train_state.pt").write_bytes(b"not a checkpoint")
     for name, seed in (("sae", 0), ("sae_other", 1)):
         train_sae_run(SAERunConfig(model=ws / "model", hook=HOOK, width=32, k=4, tokens=2048,
                                    batch_size=256, seed=seed, out=ws / name, progress=False))

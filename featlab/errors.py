@@ -61,6 +61,16 @@ class RunConflict(UserError):
     """A run folder (or store id) already holds a run with other settings."""
 
 
+class CheckpointError(UserError):
+    """A checkpoint that cannot be resumed from (unreadable, or written by other settings).
+    `problem` and `path` say what is wrong; `fix` is worded for a library call, and the run
+    layer replaces it with its own (start again with overwrite)."""
+
+    def __init__(self, problem: str, path: Path, fix: str) -> None:
+        self.problem, self.path = problem, path
+        super().__init__(f"{problem}; {fix}")
+
+
 class TrainingDiverged(UserError):
     """Training stopped: the loss became NaN / inf, or the reconstruction error stayed far
     above any useful value. Nothing was saved as a finished run."""
@@ -83,6 +93,7 @@ class Interrupted(FeatlabError):
 
 
 __all__ = [
-    "FeatlabError", "Interrupted", "RunConflict", "TrainingDiverged", "UserError",
+    "CheckpointError", "FeatlabError", "Interrupted", "RunConflict", "TrainingDiverged",
+    "UserError",
     "render_options",
 ]

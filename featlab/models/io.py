@@ -72,11 +72,12 @@ def read_model_info(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not directory.is_dir():
-        raise FileNotFoundError(f"no model directory at {directory}; save one with save_model")
+        raise FileNotFoundError(f"no model folder at {directory}; train one with `featlab "
+                                "train-model` (or save one with featlab.models.save_model)")
     if not path.is_file():
         raise FileNotFoundError(
             f"{directory} has no {CONFIG_NAME}; it is not a saved model (or saving was "
-            "interrupted): save again with save_model"
+            "interrupted): save it again (featlab.models.save_model)"
         )
     try:
         meta = json.loads(path.read_text())

@@ -28,7 +28,7 @@ from torch import nn
 
 from featlab._atomic import atomic_write_bytes
 from featlab._interrupt import stop_requested
-from featlab.errors import Interrupted, TrainingDiverged
+from featlab.errors import CheckpointError, Interrupted, TrainingDiverged
 from featlab.models.config import HybridConfig
 from featlab.models.hybrid import HookedHybrid, lm_cross_entropy
 from featlab.models.io import save_model
@@ -245,18 +245,16 @@ def _load_state(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which and how to recover
-        raise ValueError(f"cannot read checkpoint {path} ({err}); delete it to start over") from err
+        raise CheckpointError(f"cannot read checkpoint {path} ({err})", path,
+                              "delete it to start over") from err
     cfg = getattr(getattr(model, "cfg", None), "to_dict", dict)()
     if state["config"] != cfg:
-        raise ValueError(
-            f"checkpoint {path} was written for another model config; use another "
-            "checkpoint_dir or pass resume=False"
-        )
+        raise CheckpointError(f"checkpoint {path} was written for another model config", path,
+                              "use another checkpoint_dir or pass resume=False")
     if state["steps"] != steps:
-        raise ValueError(
-            f"checkpoint {path} belongs to a {state['steps']}-step run but steps={steps}; "
-            "the schedule would differ. Pass the same steps or resume=False"
-        )
+        raise CheckpointError(
+            f"checkpoint {path} belongs to a {state['steps']}-step run but steps={steps} (the "
+            "schedule would differ)", path, "pass the same steps or resume=False")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])

@@ -36,6 +36,18 @@ def user_errors(option: str | None = None) -> Iterator[None]:
         raise UserError(f"{{opt:{option}}}: {text}" if option else text) from err
 
 
+@contextmanager
+def checkpoint_errors() -> Iterator[None]:
+    """A trainer's `CheckpointError` (worded for the library) as the run layer's fix."""
+    from featlab.errors import CheckpointError
+
+    try:
+        yield
+    except CheckpointError as err:
+        raise UserError(f"{err.problem}; pass {{opt:overwrite=True}} to start the run again "
+                        "from scratch") from err
+
+
 def model_info(path: Path, option: str = "model") -> dict[str, Any]:
     """The saved model's parsed ``config.json`` (see `featlab.models.io.read_model_info`)."""
     from featlab.models.io import read_model_info

@@ -114,6 +114,7 @@ def train_mqar_model(config: MQARModelConfig | None = None) -> MQARRun:
     >>> run.table        # held-out accuracy rows
     """
     from featlab._interrupt import stop_on_signals
+    from featlab.runs.checks import checkpoint_errors
     from featlab.runs.folder import RunFolder
     from featlab.runs.tasks import mqar_task
 
@@ -141,7 +142,7 @@ def train_mqar_model(config: MQARModelConfig | None = None) -> MQARRun:
         train = make_mqar(mqar, config.n_train, seed=config.seed)
         folder.claim(overwrite=config.overwrite)
         t0 = time.perf_counter()
-        with stop_on_signals():
+        with stop_on_signals(), checkpoint_errors():
             result = train_model(
                 config.hybrid_config(), train.as_tuple(), steps=config.steps,
                 batch_size=config.batch_size, lr=config.lr,

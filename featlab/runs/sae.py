@@ -147,6 +147,7 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int) -> tu
 def train_sae_run(config: SAERunConfig) -> SAERun:
     """Train (or load, or resume) the SAE `config` describes; see the module docstring."""
     from featlab._interrupt import stop_on_signals
+    from featlab.runs.checks import checkpoint_errors
     from featlab.runs.checks import user_errors
     from featlab.runs.folder import RunFolder
 
@@ -177,13 +178,13 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
         from featlab.runs.checks import check_token_range
 
         check_token_range(train_toks, int(model.cfg.d_vocab), "tokens_file")
+    folder.claim(overwrite=config.overwrite)  # the inputs are good: the run may begin
     with user_errors("tokens_file"):
         src = ActivationSource(model, config.hook, train_toks, batch_size=config.model_batch_size,
                                seed=config.seed,
                                cache_dir=out / "act_cache" if config.cache else None)
     d_sae = config.width if config.width is not None else 8 * src.d_in
-    folder.claim(overwrite=config.overwrite)  # the inputs are good: the run may begin
-    with stop_on_signals():
+    with stop_on_signals(), checkpoint_errors():
         sae = train_sae(
             src, kind=config.kind, d_sae=d_sae, k=config.k, tokens=config.tokens,
             batch_size=config.batch_size, lr=config.lr, seed=config.seed,

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from featlab._atomic import atomic_path
 from featlab._interrupt import stop_requested
-from featlab.errors import Interrupted, TrainingDiverged
+from featlab.errors import CheckpointError, Interrupted, TrainingDiverged
 from featlab.sae.base import SparseAutoencoder
 from featlab.sae.config import TrainConfig
 from featlab.sae.divergence import DivergenceGuard, default_patience
@@ -375,15 +375,13 @@ def _load_checkpoint(
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(
-            f"cannot read the checkpoint {path} ({err}); delete it or pass resume=False"
-        ) from None
+        raise CheckpointError(f"cannot read the checkpoint {path} ({err})", path,
+                              "delete it or pass resume=False") from None
     if state.get("meta") != meta:
-        raise ValueError(
+        raise CheckpointError(
             f"the checkpoint {path} was written by a run with different settings "
-            f"(saved: {state.get('meta')}, now: {meta}); use another checkpoint_dir or "
-            "resume=False"
-        )
+            f"(saved: {state.get('meta')}, now: {meta})", path,
+            "use another checkpoint_dir or pass resume=False")
     for sae, sd, opt, osd in zip(saes, state["saes"], opts, state["opts"], strict=True):
         sae.load_state_dict(sd)
         opt.load_state_dict(osd)

@@ -174,7 +174,9 @@ class FeatureStore:
         with self._lock:
             try:
                 return self._con.execute(sql, params or []).df()
-            except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+            except (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException):
+                raise  # a query built wrongly: a bug, not the store's data
+            except duckdb.Error as exc:  # a part unreadable, or replaced mid-read (retried)
                 raise self._corrupt(exc) from exc
 
     def _fetch(self, tables: Sequence[str], sql: Callable[[], str],
