@@ -42,12 +42,17 @@ def read_run(path: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("format") == FORMAT else None
 
 
-def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'name: old -> new' for every top-level setting that differs."""
-    keys = sorted(set(old) | set(new))
+def settings_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """'name: old -> new' for every setting that differs; nested settings as 'a.b'."""
     missing = "(unset)"
-    return [f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}" for k in keys
-            if old.get(k, missing) != new.get(k, missing)]
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, missing), new.get(key, missing)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out
 
 
 @dataclass

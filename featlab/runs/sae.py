@@ -104,19 +104,19 @@ def _file_fingerprint(path: Path) -> str:
 
 
 def _identity(config: SAERunConfig) -> dict[str, Any]:
-    """The result-changing settings, plus what the model and token files hold (a model
-    retrained in the same folder is another run)."""
+    """The result-changing settings, with the model and token file named by what they hold
+    (a model retrained in the same folder is another run; the same model reached by another
+    path, or a moved folder, is the same run)."""
     from featlab.models.io import WEIGHTS_NAME
     from featlab.runs.folder import read_run
 
     settings = result_settings(config)
     model_run = read_run(config.model)
-    settings["model"] = {"path": str(config.model), "weights": (
+    settings["model"] = (
         model_run.get("fingerprint") if model_run and model_run.get("status") == "done"
-        else _file_fingerprint(Path(config.model) / WEIGHTS_NAME))}
+        else _file_fingerprint(Path(config.model) / WEIGHTS_NAME))
     if config.tokens_file is not None:
-        settings["tokens_file"] = {"path": str(config.tokens_file),
-                                   "sha": _file_fingerprint(Path(config.tokens_file))}
+        settings["tokens_file"] = _file_fingerprint(Path(config.tokens_file))
     return settings
 
 

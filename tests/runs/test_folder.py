@@ -66,3 +66,10 @@ def test_unreadable_record_needs_overwrite(tmp_path) -> None:
 
 def test_empty_folder_is_taken(tmp_path) -> None:
     assert RunFolder(tmp_path, "demo", {"seed": 0}).claim() == "new"
+
+
+def test_nested_settings_differ_by_dotted_name(tmp_path) -> None:
+    RunFolder(tmp_path, "demo", {"seed": 0, "size": {"d_model": 32, "steps": 600}}).claim()
+    with pytest.raises(RunConflict) as err:
+        RunFolder(tmp_path, "demo", {"seed": 0, "size": {"d_model": 16, "steps": 600}}).claim()
+    assert "(size.d_model: 32 -> 16)" in str(err.value)

@@ -58,8 +58,12 @@ def test_retrained_model_is_another_run(tiny_model, tmp_path) -> None:
     cfg = dict(model=model, hook=HOOK, width=32, k=4, tokens=1024, batch_size=256,
                out=tmp_path / "s", progress=False)
     train_sae_run(SAERunConfig(**cfg))
+    import shutil
+
+    shutil.copytree(model, tmp_path / "moved")  # the same weights by another path
+    assert train_sae_run(SAERunConfig(**{**cfg, "model": tmp_path / "moved"})).status == "done"
     save_tiny_model(tmp_path / "m", seed=2)  # new weights, same folder
-    with pytest.raises(RunConflict, match="weights"):
+    with pytest.raises(RunConflict, match="model: "):
         train_sae_run(SAERunConfig(**cfg))
 
 
