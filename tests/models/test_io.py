@@ -35,7 +35,7 @@ def test_round_trip_identical_logits(tmp_path: Path) -> None:
 
 
 def test_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no model directory"):
+    with pytest.raises(FileNotFoundError, match="no model folder"):
         load_model(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=CONFIG_NAME):
