@@ -1,4 +1,4 @@
-"""Sparse autoencoders: five kinds, one trainer, metrics and SAELens interchange.
+"""Sparse autoencoders: six kinds, one trainer, metrics and SAELens interchange.
 
 ```python
 from featlab.sae import train_sae, evaluate, save_sae, load_sae
@@ -23,6 +23,7 @@ _EXPORTS = {
     **dict.fromkeys(("SAEConfig", "TrainConfig"), "featlab.sae.config"),
     "SAEMetrics": "featlab.sae.evaluation",
     "FeatureChoiceSAE": "featlab.sae.feature_choice",
+    "GatedSAE": "featlab.sae.gated",
     **dict.fromkeys(("load_sae", "save_sae"), "featlab.sae.io"),
     "MatchingPursuitSAE": "featlab.sae.matching_pursuit",
     **dict.fromkeys(("ce_loss_recovered", "evaluate", "hungarian_cosine", "mmcs"),

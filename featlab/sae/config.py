@@ -21,10 +21,19 @@ _DTYPES = ("float32", "float64", "bfloat16", "float16")
 class SAEConfig:
     """Everything needed to rebuild an SAE of any kind (weights aside).
 
-    kind: registry name ("relu", "topk", "batchtopk", "feature_choice", "matching_pursuit").
-    d_in / d_sae: input width and number of latents. k: active latents per token (TopK,
-    BatchTopK mean, Feature Choice mean, Matching Pursuit steps); unused by "relu".
-    hparams: the kind's own hyperparameters (see each kind's ``Hparams`` dataclass).
+    kind: registry name ("relu", "topk", "batchtopk", "feature_choice", "matching_pursuit",
+    "gated"). d_in / d_sae: input width and number of latents. k: active latents per token
+    (TopK, BatchTopK mean, Feature Choice mean, Matching Pursuit steps); None for the kinds
+    without one ("relu", "gated"). hparams: the kind's own hyperparameters (see each kind's
+    ``Hparams`` dataclass).
+
+    What the SAE was trained on, as far as the caller knows it (written to SAELens's cfg.json
+    metadata; nothing in featlab's maths reads them): model_name, hook_name; context_size:
+    tokens per sequence the activations came from (None: unknown); dataset_path: where the
+    tokens came from, e.g. a file path or "featlab:mqar" for a featlab task (None: unknown);
+    prepend_bos: whether each sequence started with a BOS token the caller added (featlab's
+    pipelines never add one, hence False; None: unknown, e.g. a SAELens directory that did
+    not say).
     """
 
     kind: str
@@ -36,8 +45,13 @@ class SAEConfig:
     dtype: str = "float32"
     seed: int = 0
     hparams: dict[str, Any] = field(default_factory=dict)
+    context_size: int | None = None
+    dataset_path: str | None = None
+    prepend_bos: bool | None = False
 
     def __post_init__(self) -> None:
+        if self.context_size is not None and self.context_size <= 0:
+            raise ValueError(f"context_size must be positive or None, got {self.context_size}")
         if self.d_in <= 0 or self.d_sae <= 0:
             raise ValueError(
                 f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}"

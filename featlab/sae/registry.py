@@ -51,7 +51,10 @@ SAE_KINDS = _KindRegistry({
     "mutual_choice": "featlab.sae.batchtopk:BatchTopKSAE",
     "feature_choice": "featlab.sae.feature_choice:FeatureChoiceSAE",
     "matching_pursuit": "featlab.sae.matching_pursuit:MatchingPursuitSAE",
+    "gated": "featlab.sae.gated:GatedSAE",
 })
+# kinds whose class has no k (active latents per token): their sparsity comes from a penalty
+_NO_K = frozenset({"relu", "gated"})
 
 
 def kind_names() -> list[str]:
@@ -81,6 +84,17 @@ def register(name: str, cls: type[SparseAutoencoder]) -> None:
     SAE_KINDS.add(name, cls)
 
 
+def uses_k(kind: str) -> bool:
+    """Whether kind `kind` takes k: False for "relu" and "gated" (their sparsity comes from an
+    L1 penalty) and for a registered class that says ``uses_k = False``. Imports no SAE class
+    for the built-in kinds."""
+    name = check_kind(kind)
+    if name in _NO_K:
+        return False
+    entry = SAE_KINDS._entries[name]
+    return isinstance(entry, str) or bool(getattr(entry, "uses_k", True))
+
+
 def canonical_kind(kind: str) -> str:
     """Registry name -> the class's own kind name ("mutual_choice" -> "batchtopk")."""
     return SAE_KINDS[check_kind(kind)].kind
@@ -96,12 +110,20 @@ def make_config(
     model_name: str | None = None,
     dtype: str = "float32",
     seed: int = 0,
+    context_size: int | None = None,
+    dataset_path: str | None = None,
+    prepend_bos: bool | None = False,
     **hparams: Any,
 ) -> SAEConfig:
-    """Validated `SAEConfig`; unknown hyperparameters raise a TypeError listing valid ones."""
+    """Validated `SAEConfig`; unknown hyperparameters raise a TypeError listing valid ones.
+
+    k is dropped (None) for the kinds without one (`uses_k`). context_size, dataset_path and
+    prepend_bos record what the SAE was trained on (see `SAEConfig`)."""
     name = canonical_kind(kind)
     cls = SAE_KINDS[name]
-    if name != "relu" and k is None:
+    if not uses_k(name):
+        k = None
+    elif k is None:
         raise ValueError(f"SAE kind {kind!r} needs k (active latents per token)")
     return SAEConfig(
         kind=name,
@@ -113,6 +135,9 @@ def make_config(
         dtype=dtype,
         seed=seed,
         hparams=validate_hparams(name, cls.Hparams, hparams),
+        context_size=context_size,
+        dataset_path=dataset_path,
+        prepend_bos=prepend_bos,
     )
 
 

@@ -27,6 +27,7 @@ SPECS = {
     "topk": {},
     "batchtopk": {},
     "matching_pursuit": {"residual_tol": 0.3, "inference_steps": 6},
+    "gated": {"l1_coef": 0.02},
 }
 
 
@@ -65,6 +66,39 @@ def test_saelens_loads_featlab_output_with_the_same_reconstruction(kind, trained
     assert back.kind == sae.kind
     with torch.no_grad():
         assert (back(x).x_hat - ours.x_hat).abs().max() < 1e-5
+
+
+def test_cfg_json_says_what_featlab_knows_and_nothing_else(tmp_path):
+    from sae_lens import SAE
+
+    sae = train_sae(_data(), kind="topk", d_sae=24, k=2, tokens=512, batch_size=256,
+                    progress=False, hook_name="blocks.1.hook_resid_post", model_name="runs/m",
+                    context_size=64, dataset_path="featlab:mqar")  # fmt: skip
+    save_sae(sae, tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    assert (cfg["architecture"], cfg["d_in"], cfg["d_sae"], cfg["k"]) == ("topk", 12, 24, 2)
+    assert (cfg["dtype"], cfg["device"], cfg["apply_b_dec_to_input"]) == ("float32", "cpu", True)
+    assert cfg["rescale_acts_by_decoder_norm"] is False
+    assert cfg["metadata"] == {
+        "sae_lens_version": "6.54.0", "sae_lens_training_version": None,
+        "model_name": "runs/m", "hook_name": "blocks.1.hook_resid_post", "hook_head_index": None,
+        "context_size": 64, "prepend_bos": False, "dataset_path": "featlab:mqar",
+    }  # fmt: skip
+    assert cfg["featlab"] == sae.cfg.to_dict()
+    assert load_sae(tmp_path / "s").cfg == sae.cfg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = SAE.load_from_disk(tmp_path / "s").cfg.metadata
+    assert (meta.context_size, meta.prepend_bos, meta.dataset_path) == (64, False, "featlab:mqar")
+    # unknown stays unknown: no context size or dataset is made up; the dtype is the weights'
+    plain = build_sae(make_config("gated", 6, 10, dtype="float64"))
+    save_sae(plain, tmp_path / "p")
+    cfg = json.loads((tmp_path / "p" / "cfg.json").read_text())
+    assert cfg["architecture"] == "gated" and cfg["dtype"] == "float64" and "k" not in cfg
+    assert cfg["metadata"]["context_size"] is None and cfg["metadata"]["dataset_path"] is None
+    assert cfg["metadata"]["prepend_bos"] is False and cfg["metadata"]["model_name"] is None
+    with pytest.raises(ValueError, match="context_size must be positive"):
+        make_config("topk", 6, 10, 2, context_size=0)
 
 
 def test_matching_pursuit_duplicate_support_rule_matches_saelens(tmp_path):

@@ -133,8 +133,8 @@ def test_nan_activations_name_step_and_hook():
 def test_bad_arguments_have_clear_errors():
     data = _data()
     kw = dict(tokens=256, batch_size=128, progress=False)
-    with pytest.raises(ValueError, match="unknown SAE kind 'gated'; valid kinds: relu, topk"):
-        train_sae(data, kind="gated", **kw)
+    with pytest.raises(ValueError, match="unknown SAE kind 'jumprelu'; valid kinds: relu, topk"):
+        train_sae(data, kind="jumprelu", **kw)
     with pytest.raises(ValueError, match="k=64 is larger than the SAE width d_sae=32"):
         train_sae(data, d_sae=32, k=64, **kw)
     with pytest.raises(TypeError, match=r"unknown hyperparameter\(s\) \['aux_coeff'\].*aux_coef"):
