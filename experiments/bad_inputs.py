@@ -67,7 +67,7 @@ CASES = [
     Case("corrupt model config", ("train-sae", "--model", "{ws}/corrupt_config", "--hook", HOOK,
                                   "--out", "{ws}/new"), 2, "not valid JSON"),
     Case("Hugging Face folder", ("train-sae", "--model", "{ws}/hf", "--hook", HOOK,
-                                 "--out", "{ws}/new"), 2, "Hugging Face"),
+                                 "--out", "{ws}/new"), 2, "no weights"),
     Case("hook typo", ("train-sae", "--model", "{ws}/model", "--hook", "blocks.0.hook_resid_pst",
                        "--out", "{ws}/new"), 2, "did you mean"),
     Case("unknown kind", ("train-sae", "--model", "{ws}/model", "--hook", HOOK, "--kind",

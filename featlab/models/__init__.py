@@ -18,7 +18,9 @@ _EXPORTS = {
     **dict.fromkeys(("MIXER_NAMES", "HybridConfig"), "featlab.models.config"),
     **dict.fromkeys(("FitResult", "fit_classifier", "predict_logits"), "featlab.models.fit"),
     **dict.fromkeys(("HookedHybrid", "lm_cross_entropy"), "featlab.models.hybrid"),
-    **dict.fromkeys(("load_model", "save_model", "load_task"), "featlab.models.io"),
+    "HookedHFModel": "featlab.models.hf.hooked",
+    **dict.fromkeys(("load_model", "save_model", "load_task", "read_model_info"),
+                    "featlab.models.io"),
     **dict.fromkeys(("MIXERS", "get_mixer"), "featlab.models.mixers"),
     **dict.fromkeys(("HookedMLP", "MLPConfig"), "featlab.models.mlp"),
     **dict.fromkeys(

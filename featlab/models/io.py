@@ -1,11 +1,19 @@
-"""Save and load hooked models: ``model.safetensors`` + ``config.json`` in one directory.
+"""Load any model featlab can hook, and save featlab's own: the one entry point.
 
-``config.json`` holds ``{"format_version": 1, "model_class": "HookedHybrid", "config": {...},
-"hooks": [...], "task": {...}}``: the hook names let the CLI check a ``--hook`` before torch
-is imported (`read_model_info`), and the task (e.g. the MQAR settings the model was trained
-on) lets `featlab train-sae` draw fresh data of the same task. Both files are written to
-temporary names and renamed, weights first, so a directory whose ``config.json`` exists
-always holds complete weights. This module imports torch only inside its functions.
+`load_model(source)` takes a featlab model folder, a Hugging Face folder (`save_pretrained`),
+``"hf:<hub id>"`` or ``"tl:<TransformerLens name>"`` (both need the network; the prefix keeps
+a mistyped folder from turning into a download), or an in-memory featlab / TransformerLens /
+Hugging Face model, and returns a hooked model that satisfies `featlab.models.protocol`;
+nothing downstream knows where it came from.
+
+featlab's own folders hold ``model.safetensors`` + ``config.json``: ``{"format_version": 1,
+"model_class": "HookedHybrid" | "HookedTransformer", "config": {...}, "hooks": [...],
+"task": {...}}``. The hook names let the CLI check a ``--hook`` before torch is imported
+(`read_model_info`), and the task (e.g. the MQAR settings the model was trained on) lets
+`featlab train-sae` draw fresh data of the same task. Both files are written to temporary
+names and renamed, weights first, so a folder whose ``config.json`` exists holds complete
+weights. HF models are saved with `save_pretrained` plus featlab's notes
+(`featlab.models.hf.loading`). This module imports torch only inside its functions.
 """
 
 from __future__ import annotations
@@ -23,34 +31,51 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+_MODEL_CLASSES = ("HookedHybrid", "HookedTransformer")
 
 
-_MODEL_CLASSES = ("HookedHybrid",)
-
-
-def _model_classes() -> dict[str, tuple[type[nn.Module], Any]]:
+def _model_classes() -> dict[str, tuple[Any, Any]]:
     """Class name -> (model class, config-from-dict function)."""
     from featlab.models.config import HybridConfig
     from featlab.models.hybrid import HookedHybrid
 
-    return {"HookedHybrid": (HookedHybrid, HybridConfig.from_dict)}
+    return {"HookedHybrid": (HookedHybrid, HybridConfig.from_dict),
+            "HookedTransformer": _hooked_transformer()}
+
+
+def _hooked_transformer() -> tuple[Any, Any]:
+    import torch
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    def config(d: dict[str, Any]) -> Any:
+        d = dict(d)
+        if isinstance(d.get("dtype"), str):  # JSON holds "torch.float32"
+            d["dtype"] = getattr(torch, d["dtype"].removeprefix("torch."))
+        return HookedTransformerConfig.from_dict(d)
+
+    return HookedTransformer, config
 
 
 def save_model(model: nn.Module, directory: str | Path, *,
                task: dict[str, Any] | None = None) -> Path:
-    """Write `model`'s weights and config to `directory` (created if missing); returns it.
+    """Write `model` to `directory` (created if missing) so `load_model` rebuilds it.
 
-    task: what the model was trained on, as JSON (e.g. ``{"name": "mqar", ...}``), kept in
-    ``config.json`` for `load_task`."""
-    from safetensors.torch import save
-
+    A HookedHybrid or HookedTransformer is saved in featlab's format; a `HookedHFModel`
+    with `save_pretrained` (plus featlab's notes). task: what the model was trained on, as
+    JSON (e.g. ``{"name": "mqar", ...}``), read back by `load_task`."""
     directory = Path(directory)
     name = type(model).__name__
-    if name not in _model_classes():
+    if name == "HookedHFModel":
+        from featlab.models.hf.loading import save_hf
+
+        return save_hf(model, directory, task)
+    if name not in _MODEL_CLASSES:
         raise TypeError(
-            f"save_model supports {sorted(_model_classes())}, got {name}; save other models "
-            "with their own library (e.g. torch.save(model.state_dict(), ...))"
+            f"save_model saves {sorted(_MODEL_CLASSES)} and HF models wrapped by load_model, "
+            f"got {name}; wrap an HF model with featlab.models.load_model(model) first"
         )
+    from safetensors.torch import save
+
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {
         "format_version": FORMAT_VERSION,
@@ -61,19 +86,21 @@ def save_model(model: nn.Module, directory: str | Path, *,
     if task is not None:
         meta["task"] = task
     atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
-    atomic_write_bytes(directory / CONFIG_NAME, json.dumps(meta, indent=2).encode())
+    atomic_write_bytes(directory / CONFIG_NAME,
+                       json.dumps(meta, indent=2, default=str).encode())
     return directory
 
 
 def read_model_info(directory: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a saved model (model_class, config, hooks, task), checked
-    but without building anything (no torch): raises FileNotFoundError / ValueError naming
-    the problem."""
+    """What a model folder holds (model_class, config, hooks, task), checked but without
+    building anything (no torch): raises FileNotFoundError / ValueError naming the problem.
+    An HF folder gives ``format: "hf"`` and the hooks featlab recorded when it saved it."""
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not directory.is_dir():
         raise FileNotFoundError(f"no model folder at {directory}; train one with `featlab "
-                                "train-model` (or save one with featlab.models.save_model)")
+                                "train-model` (or save one with featlab.models.save_model); "
+                                "for a hub model write hf:<id>, for TransformerLens tl:<name>")
     if not path.is_file():
         raise FileNotFoundError(
             f"{directory} has no {CONFIG_NAME}; it is not a saved model (or saving was "
@@ -84,12 +111,10 @@ def read_model_info(directory: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); the folder's config is corrupt: "
                          "save the model again") from None
-    if isinstance(meta, dict) and "format_version" not in meta and (
-            "model_type" in meta or "architectures" in meta):
-        raise ValueError(
-            f"{directory} is a Hugging Face model folder (model_type "
-            f"{meta.get('model_type')!r}), not a featlab model; featlab opens only models "
-            "saved by featlab.models.save_model so far")
+    from featlab.models.hf.loading import hf_folder_info, is_hf_config
+
+    if is_hf_config(meta):
+        return hf_folder_info(directory, meta)
     try:
         version, name = meta["format_version"], meta["model_class"]
         meta["config"]  # noqa: B018 - presence check
@@ -107,9 +132,12 @@ def read_model_info(directory: str | Path) -> dict[str, Any]:
 
 
 def load_config(directory: str | Path) -> tuple[str, Any]:
-    """Read ``config.json``: (model class name, config object)."""
+    """A featlab folder's (model class name, config object)."""
     meta = read_model_info(directory)
     name = meta["model_class"]
+    if meta.get("format") == "hf":
+        raise ValueError(f"{directory} is a Hugging Face folder; its config is HF's "
+                         "(transformers.AutoConfig.from_pretrained)")
     return name, _model_classes()[name][1](meta["config"])
 
 
@@ -119,12 +147,24 @@ def load_task(directory: str | Path) -> dict[str, Any] | None:
     return task if isinstance(task, dict) else None
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model saved in `directory`; logits equal those of the saved model."""
+def load_model(source: Any, device: str | torch.device = "cpu") -> nn.Module:
+    """A hooked model from any source (see the module docstring), in eval mode."""
+    from featlab.models.hf import loading
+
+    if not isinstance(source, str | Path):
+        return loading.as_hooked(source)
+    if isinstance(source, str) and source.startswith(loading.NAME_PREFIXES):
+        return loading.load_by_name(source, str(device))
+    directory = Path(source).expanduser()
+    if read_model_info(directory).get("format") == "hf":
+        return loading.load_hf(directory, str(device))
+    return _load_featlab(directory, device)
+
+
+def _load_featlab(directory: Path, device: str | torch.device) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    directory = Path(directory)
     name, cfg = load_config(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():

@@ -23,7 +23,8 @@ class AnalyzeRunConfig:
     """Run a model and its SAE(s) over token sequences and fill a feature store
     (resumable; a stored id is never replaced without --overwrite)."""
 
-    model: Path = option(help="Saved featlab model folder.")
+    model: Path = option(help="Model: a featlab or Hugging Face folder, hf:<hub id> or "
+                         "tl:<TransformerLens name>.")
     sae: tuple[Path, ...] = option(help="A train-sae run folder or an SAELens directory; "
                                    "repeatable.")
     id: tuple[str, ...] = option((), "Store id of each --sae, in order (default: its run "
@@ -90,7 +91,7 @@ def analyze_run(config: AnalyzeRunConfig) -> Any:
     from featlab.store import analyze
 
     with user_errors("model"):
-        model = load_model(config.model)
+        model = load_model(str(config.model))
     saes = {}
     for sid, path in dirs.items():
         with user_errors("sae"):
@@ -109,11 +110,16 @@ def analyze_run(config: AnalyzeRunConfig) -> Any:
             n_examples=config.n_examples, quantile_bands=config.quantile_bands,
             context_window=config.context_window, seed=config.seed,
             overwrite=config.overwrite, progress=config.progress,
-            vocab=task_vocab(task), model_name=Path(config.model).resolve().name,
+            vocab=task_vocab(task), model_name=_model_name(config.model),
             checkpoint_every=config.checkpoint_every,
             checkpoint_seconds=config.checkpoint_seconds,
             model_path=config.model, sae_paths=dirs,
         )  # fmt: skip
+
+
+def _model_name(source: Path) -> str:
+    text = str(source)
+    return text if text.startswith(("hf:", "tl:")) else Path(source).resolve().name
 
 
 __all__ = ["AnalyzeRunConfig", "analyze_run"]

@@ -48,12 +48,48 @@ def checkpoint_errors() -> Iterator[None]:
                         "from scratch") from err
 
 
-def model_info(path: Path, option: str = "model") -> dict[str, Any]:
-    """The saved model's parsed ``config.json`` (see `featlab.models.io.read_model_info`)."""
+def model_info(source: Path | str, option: str = "model") -> dict[str, Any]:
+    """A model folder's parsed config (`featlab.models.io.read_model_info`); {} for a model
+    named ``hf:<id>`` / ``tl:<name>`` (nothing to read before it is downloaded)."""
+    from featlab.models.hf.loading import NAME_PREFIXES
     from featlab.models.io import read_model_info
 
+    if str(source).startswith(NAME_PREFIXES):
+        return {}
     with user_errors(option):
-        return read_model_info(path)
+        return read_model_info(source)
+
+
+def model_identity(source: Path | str) -> str:
+    """What names a model by content: a finished train-model run's fingerprint, else a hash
+    of the folder's weight files, else (a hub / TransformerLens name) the name itself."""
+    import hashlib
+
+    from featlab.models.hf.loading import NAME_PREFIXES, WEIGHT_PATTERNS
+
+    if str(source).startswith(NAME_PREFIXES):
+        return str(source)
+    run = read_run(source)
+    if run is not None and run.get("status") == "done":
+        return str(run.get("fingerprint"))
+    files = sorted(f for pattern in (*WEIGHT_PATTERNS, "model.safetensors")
+                   for f in Path(source).glob(pattern))
+    h = hashlib.sha256()
+    for path in dict.fromkeys(files):
+        h.update(path.name.encode())
+        h.update(file_fingerprint(path).encode())
+    return h.hexdigest()[:16]
+
+
+def file_fingerprint(path: Path) -> str:
+    """sha256 (first 16 hex digits) of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def check_hook(info: dict[str, Any], hook: str, option: str = "hook") -> None:

@@ -34,10 +34,11 @@ class SAERunConfig:
     recovered (resumes an interrupted run; refuses other settings in OUT unless
     --overwrite)."""
 
-    model: Path = option(help="Saved featlab model folder (config.json + model.safetensors).")
+    model: Path = option(help="Model: a featlab or Hugging Face folder, hf:<hub id> or "
+                         "tl:<TransformerLens name>.")
     hook: str = option(help="Hook name, e.g. blocks.0.hook_resid_post.")
     kind: str = option("topk", "relu, topk, batchtopk (mutual_choice), feature_choice, "
-                       "matching_pursuit.")
+                       "matching_pursuit, gated.")
     width: int | None = option(None, "SAE latents d_sae (default 8 x d_in).", gt=0)
     k: int = option(8, "Active latents per token (Matching Pursuit: steps).", gt=0)
     tokens: int = option(200_000, "Training activations (tokens) to draw.", gt=0)
@@ -68,7 +69,9 @@ class SAERunConfig:
 
         check_options(self)
         checks.check_kind(self.kind)
-        if self.width is not None and self.kind != "relu" and self.k > self.width:
+        from featlab.sae.registry import uses_k
+
+        if self.width is not None and uses_k(self.kind) and self.k > self.width:
             raise UserError(f"{{opt:k}} {self.k} is more than {{opt:width}} {self.width}")
         if self.tokens < self.batch_size:
             raise UserError(f"{{opt:tokens}} {self.tokens} is less than one batch "
@@ -93,30 +96,16 @@ class SAERun:
     status: str
 
 
-def _file_fingerprint(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def _identity(config: SAERunConfig) -> dict[str, Any]:
     """The result-changing settings, with the model and token file named by what they hold
     (a model retrained in the same folder is another run; the same model reached by another
     path, or a moved folder, is the same run)."""
-    from featlab.models.io import WEIGHTS_NAME
-    from featlab.runs.folder import read_run
+    from featlab.runs.checks import file_fingerprint, model_identity
 
     settings = result_settings(config)
-    model_run = read_run(config.model)
-    settings["model"] = (
-        model_run.get("fingerprint") if model_run and model_run.get("status") == "done"
-        else _file_fingerprint(Path(config.model) / WEIGHTS_NAME))
+    settings["model"] = model_identity(config.model)
     if config.tokens_file is not None:
-        settings["tokens_file"] = _file_fingerprint(Path(config.tokens_file))
+        settings["tokens_file"] = file_fingerprint(Path(config.tokens_file))
     return settings
 
 
@@ -168,7 +157,7 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
     from featlab.sae.activations import ActivationSource
 
     with user_errors("model"):
-        model = load_model(config.model)
+        model = load_model(str(config.model))
     with user_errors("hook"):
         from featlab.models.protocol import check_hook_name
 
@@ -191,6 +180,9 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
             checkpoint_dir=out / CHECKPOINTS, checkpoint_every=config.checkpoint_every,
             checkpoint_seconds=config.checkpoint_seconds, progress=config.progress,
             hook_name=config.hook, model_name=str(config.model),
+            context_size=int(train_toks.shape[-1]), prepend_bos=False,
+            dataset_path=(str(config.tokens_file) if config.tokens_file is not None
+                          else f"featlab:{info['task']['name']}"),
         )  # fmt: skip
     eval_src = ActivationSource(model, config.hook, eval_toks, batch_size=config.model_batch_size)
     metrics = evaluate(sae, eval_src.collect(), model=model, tokens=eval_toks).to_dict()

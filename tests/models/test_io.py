@@ -71,3 +71,27 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(OSError, match="disk full"):
         save_model(model(), tmp_path / "m")
     assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_hooked_transformer_round_trip(tmp_path: Path) -> None:
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_ctx=16, d_head=8, n_heads=2,
+                                  d_vocab=20, act_fn="relu", d_mlp=32, seed=0, device="cpu")
+    ht = HookedTransformer(cfg).eval()
+    save_model(ht, tmp_path / "ht")
+    loaded = load_model(tmp_path / "ht")
+    assert isinstance(loaded, HookedTransformer) and loaded.cfg.dtype == torch.float32
+    toks = torch.randint(0, 20, (2, 16))
+    with torch.no_grad():
+        assert torch.equal(loaded(toks), ht(toks))
+    assert load_model(ht) is ht  # an in-memory hooked model is used as it is
+
+
+def test_names_need_a_prefix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="hf:<id>"):
+        load_model(str(tmp_path / "runs" / "modle"))  # a typo is not sent to the hub
+    with pytest.raises(ValueError, match="did you mean"):
+        load_model("tl:gpt2-smal")
+    with pytest.raises(TypeError, match="neither a hooked model"):
+        load_model(torch.nn.Linear(2, 2))
