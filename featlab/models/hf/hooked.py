@@ -102,10 +102,15 @@ class HookedHFModel(HookedRootModule):
 
     >>> model = HookedHFModel(AutoModelForCausalLM.from_pretrained("path/to/folder"))
     >>> logits, cache = model.run_with_cache(tokens)      # cache["blocks.0.hook_resid_post"]
+
+    mixer_hooks: install the hooks inside linear-recurrent mixers where featlab has an
+    adapter for them (`featlab.models.hf.mixers`); use_state_hook: materialise their per-token
+    states (``hook_state``, memory pos * heads * d_k * d_v per layer).
     """
 
     def __init__(self, hf_model: nn.Module, layout: Layout | None = None,
-                 tokenizer: Any = None) -> None:
+                 tokenizer: Any = None, *, mixer_hooks: bool = True,
+                 use_state_hook: bool = False) -> None:
         super().__init__()
         if layout is None:
             from featlab.models.hf.architectures import layout_for
@@ -126,6 +131,8 @@ class HookedHFModel(HookedRootModule):
                         self.layout.mlp is not None and hasattr(layer, self.layout.mlp))
             for mixers, layer in zip(self._mixers, layers, strict=True))
         self.ln_final = _FinalNormHooks()
+        if mixer_hooks:
+            self._install_mixer_hooks(layers, use_state_hook)
         self._resid_pre: dict[int, torch.Tensor] = {}
         self._partial: dict[int, torch.Tensor] = {}  # parallel mixers' sum so far
         self._stop_at: int | None = None
@@ -147,6 +154,20 @@ class HookedHFModel(HookedRootModule):
             types = _layer_types(self.hf.config)
             kind = self.layout.layer_kinds.get(types[index], kind)
         return [(attr, kind)]
+
+    def _install_mixer_hooks(self, layers: nn.ModuleList, use_state_hook: bool) -> None:
+        """`featlab.models.hf.mixers` adapters, where one exists for a layer's mixer."""
+        from featlab.models.hf.mixers import adapter_for
+
+        for index, layer in enumerate(layers):
+            for attr, kind in self._mixers[index]:
+                cls = adapter_for(self.layout.model_type, kind)
+                if cls is None:
+                    continue
+                module = getattr(layer, attr)
+                adapter = cls(module, self.hf.config, use_state_hook)
+                self.blocks[index].mixer = adapter
+                module.forward = adapter.forward  # this instance only
 
     def _scale(self, part: str) -> float | None:
         path = self.layout.scales.get(part)

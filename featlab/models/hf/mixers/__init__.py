@@ -1,0 +1,49 @@
+"""Hooks *inside* the linear-recurrent and convolutional mixers of HF models.
+
+An adapter takes over one HF mixer module's forward and computes the same output through
+featlab's ops (`featlab.models.ops`), firing featlab's mixer hooks on the way with
+HookedHybrid's names and meaning: ``hook_q``, ``hook_k``, ``hook_v`` (what enters the
+recurrence), ``hook_log_decay``, ``hook_beta``, ``hook_out_gate``, the opt-in per-token
+``hook_state`` ``[batch, pos, heads, d_k, d_v]`` and ``hook_state_final``. Each adapter lives
+in its own module and registers itself in `ADAPTERS` under (HF model_type, featlab kind).
+
+`HookedHFModel(..., mixer_hooks=True)` installs one per layer it has an adapter for: the
+adapter becomes ``blocks.{l}.mixer`` (so its hooks are ``blocks.{l}.mixer.hook_q`` ...) and
+the HF module's ``forward`` is replaced on that instance only. The HF module keeps its
+parameters; the adapter holds a reference to it, not a copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+# (model_type, featlab kind) -> "module:Class"; loaded on first use
+ADAPTERS: dict[tuple[str, str], str] = {}
+
+
+class MixerAdapter(nn.Module):
+    """Base of the adapters: holds the HF mixer without registering it as a submodule (its
+    parameters stay where HF put them) and the hook points subclasses declare.
+
+    Subclasses implement `forward(*args, **kwargs)` with the HF module's signature and
+    return what the HF forward returns; with no hook active the result must equal HF's to
+    fp32 rounding (tested per architecture)."""
+
+    def __init__(self, hf_mixer: nn.Module, config: Any, use_state_hook: bool = False) -> None:
+        super().__init__()
+        object.__setattr__(self, "hf", hf_mixer)  # not a submodule: no duplicate parameters
+        self.config = config
+        self.use_state_hook = use_state_hook
+
+
+def adapter_for(model_type: str, kind: str) -> type[MixerAdapter] | None:
+    """The adapter class for this (model_type, kind), or None when there is none yet."""
+    import importlib
+
+    entry = ADAPTERS.get((model_type, kind))
+    if entry is None:
+        return None
+    module, _, name = entry.partition(":")
+    return getattr(importlib.import_module(module), name)
