@@ -116,7 +116,7 @@ def app_cmd(
     from featlab.runs.checks import user_errors
 
     with user_errors("store"):
-        serve(store, host=host, port=port, root=root, model_path=model, sae_paths=sae_paths,
+        serve(store, host=host, port=port, root=root, model=model, saes=sae_paths,
               threads=threads)
 
 

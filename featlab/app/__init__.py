@@ -12,7 +12,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featlab.app.server import DEFAULT_THREADS
 
@@ -52,13 +52,15 @@ def create_app(
     store_path: str | Path,
     *,
     root: str | Path | None = None,
-    model_path: str | Path | None = None,
-    sae_paths: dict[str, str | Path] | None = None,
+    model: Any = None,
+    saes: dict[str, Any] | None = None,
 ) -> dash.Dash:
     """Build the Dash app over the store at `store_path` (refused if outside `root`).
 
-    model_path / sae_paths (sae_id -> SAE directory) feed the prompt view; without them it
-    uses the paths the store recorded. Pages live in :mod:`featlab.app.pages` (one module per
+    model / saes (sae_id -> SAE) feed the prompt view: each a folder (any source
+    `featlab.models.load_model` takes, for the model) or an object already in memory (a
+    HookedHybrid, HookedTransformer or HF model; an SAE); without them it uses the paths the
+    store recorded. Pages live in :mod:`featlab.app.pages` (one module per
     page, each registered with ``dash.register_page``); every callback reads one feature or
     one page of rows from the store. All assets are served from the package (no CDN).
     """
@@ -67,8 +69,8 @@ def create_app(
 
     return build_app(
         path,
-        Path(model_path) if model_path else None,
-        {k: Path(v) for k, v in (sae_paths or {}).items()},
+        model,
+        dict(saes or {}),
     )
 
 
@@ -78,8 +80,8 @@ def serve(
     port: int = 8050,
     root: str | Path | None = None,
     *,
-    model_path: str | Path | None = None,
-    sae_paths: dict[str, str | Path] | None = None,
+    model: Any = None,
+    saes: dict[str, Any] | None = None,
     threads: int = DEFAULT_THREADS,
 ) -> None:
     """Create the app and serve it with waitress (a production WSGI server) from `threads`
@@ -89,5 +91,5 @@ def serve(
     from featlab.app.server import check_threads, serve_blocking
 
     check_threads(threads)
-    app = create_app(store_path, root=root, model_path=model_path, sae_paths=sae_paths)
+    app = create_app(store_path, root=root, model=model, saes=saes)
     serve_blocking(app, store_path, host, port, threads)

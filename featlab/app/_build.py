@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from featlab.app.context import CONFIG_KEY, AppContext
 
@@ -21,8 +22,7 @@ NAV = (
 )
 
 
-def build_app(store_path: Path, model_path: Path | None = None,
-              sae_paths: dict[str, Path] | None = None):
+def build_app(store_path: Path, model: Any = None, saes: dict[str, Any] | None = None):
     """A `dash.Dash` over the (already validated) store directory `store_path`."""
     import dash
     from dash import dcc, html
@@ -44,7 +44,7 @@ def build_app(store_path: Path, model_path: Path | None = None,
         # Page components appear only once their page is routed to.
         suppress_callback_exceptions=True,
     )
-    ctx = AppContext(store_path, model_path, dict(sae_paths or {}))
+    ctx = AppContext(store_path, model, dict(saes or {}))
     _ = ctx.store  # open now: a path that is not a store fails here, not on the first page
     app.server.config[CONFIG_KEY] = ctx
     pages.register_all(app)

@@ -58,8 +58,8 @@ class AppContext:
     """What one running app knows: its store path, the opened store and the live model."""
 
     store_path: Path
-    model_path: Path | None = None
-    sae_paths: dict[str, Path] = field(default_factory=dict)
+    model: Any = None  # a folder / source for load_model, or a model object
+    saes: dict[str, Any] = field(default_factory=dict)  # sae_id -> folder or SAE object
     _store: Any = None
     _live: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,7 +84,7 @@ class AppContext:
                 if self._live is None:
                     from featlab.app.live import LiveFeatures
 
-                    self._live = LiveFeatures(self.store, self.model_path, self.sae_paths)
+                    self._live = LiveFeatures(self.store, self.model, self.saes)
         return self._live
 
 

@@ -3,7 +3,8 @@ token.
 
 The model and SAEs are loaded lazily, once, from paths the store recorded (keys `model_path`
 and `sae_path` in an SAE's `config` JSON, relative paths taken from the store directory) or
-from paths given to `create_app(..., model_path=, sae_paths=)`, which take precedence.
+from what `create_app(..., model=, saes=)` was given, which takes precedence: folders (any
+source `featlab.models.load_model` takes) or objects already in memory.
 """
 
 from __future__ import annotations
@@ -23,16 +24,28 @@ _IDS = re.compile(r"^\s*-?\d+(?:[\s,]+-?\d+)*\s*$")
 class LiveFeatures:
     """Top-k SAE features per token of a prompt, from the live model.
 
-    store: an open FeatureStore. model_path / sae_paths: overrides of the recorded paths.
+    store: an open FeatureStore. model / saes: overrides of the recorded paths, each a
+    folder or an object (a hooked or HF model; an SAE).
     """
 
-    def __init__(self, store: Any, model_path: str | Path | None = None,
-                 sae_paths: dict[str, str | Path] | None = None) -> None:
+    def __init__(self, store: Any, model: Any = None, saes: dict[str, Any] | None = None) -> None:
         self.store = store
-        self.model_path = Path(model_path) if model_path else None
-        self.sae_paths = {k: Path(v) for k, v in (sae_paths or {}).items()}
-        self._models: dict[Path, Any] = {}
+        self._models: dict[Any, Any] = {}
         self._saes: dict[str, Any] = {}
+        self.model_path: Path | str | None = None
+        if isinstance(model, str | Path):
+            self.model_path = model if str(model).startswith(("hf:", "tl:")) else Path(model)
+        elif model is not None:
+            from featlab.models.io import load_model
+
+            self.model_path = "<in memory>"
+            self._models[self.model_path] = load_model(model)  # wraps an HF model
+        self.sae_paths: dict[str, Path] = {}
+        for sid, sae in (saes or {}).items():
+            if isinstance(sae, str | Path):
+                self.sae_paths[sid] = Path(sae)
+            else:
+                self._saes[sid] = sae.eval()
         self._vocab: list[str] | None = None
         self._lock = threading.Lock()  # loading
         # One prompt at a time through the shared model: `run_with_cache` adds hooks to the
@@ -58,11 +71,12 @@ class LiveFeatures:
         # `analyze` records paths relative to the store ("../model"): fold the ".." away.
         return path if path.is_absolute() else Path(os.path.normpath(Path(self.store.path) / path))
 
-    def paths(self, sae_id: str) -> tuple[Path, Path]:
-        """(model directory, SAE directory) for `sae_id`; a clear error if unknown."""
+    def paths(self, sae_id: str) -> tuple[Any, Any]:
+        """(model source, SAE directory) for `sae_id`; a clear error if unknown. An object
+        given to `create_app` stands for its own path."""
         cfg = self._recorded(sae_id)
-        sae_path = self.sae_paths.get(sae_id) or (
-            self._resolve(cfg["sae_path"]) if cfg.get("sae_path") else None)
+        sae_path = self.sae_paths.get(sae_id) or ("<in memory>" if sae_id in self._saes else (
+            self._resolve(cfg["sae_path"]) if cfg.get("sae_path") else None))
         model_path = self.model_path or (
             self._resolve(cfg["model_path"]) if cfg.get("model_path") else None)
         if sae_path is None or model_path is None:
@@ -80,7 +94,7 @@ class LiveFeatures:
             if model_path not in self._models:
                 from featlab.models.io import load_model
 
-                self._models[model_path] = load_model(model_path)
+                self._models[model_path] = load_model(str(model_path))
             if sae_id not in self._saes:
                 from featlab.sae import load_sae
 

@@ -205,7 +205,7 @@ def run_demo(config: DemoConfig | None = None) -> DemoResult:
         result.url = f"http://{config.host}:{config.port}/"
         print(result.report(), flush=True)
         serve(store, host=config.host, port=config.port, threads=config.threads,
-              model_path=out / "model", sae_paths={sid: r.out / "sae"
+              model=out / "model", saes={sid: r.out / "sae"
                                                    for sid, r in sae_runs.items()})
     return result
 

@@ -93,8 +93,8 @@ def live_server(real_store: RealStore) -> Iterator[LiveServer]:
     from featlab.app import create_app
     from featlab.app.server import ServerThread
 
-    app = create_app(real_store.store, root=real_store.root, model_path=real_store.model,
-                     sae_paths=real_store.saes)
+    app = create_app(real_store.store, root=real_store.root, model=real_store.model,
+                     saes=real_store.saes)
     with ServerThread(app, "127.0.0.1", 0) as server:
         yield LiveServer(url=server.url, app=app)
 

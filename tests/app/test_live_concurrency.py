@@ -22,8 +22,8 @@ PROMPTS = [" ".join(str((7 * i + j) % 32) for j in range(3 + i % 6)) for i in ra
 def live_app(real_store):
     from featlab.app import create_app
 
-    return create_app(real_store.store, root=real_store.root, model_path=real_store.model,
-                      sae_paths=real_store.saes)
+    return create_app(real_store.store, root=real_store.root, model=real_store.model,
+                      saes=real_store.saes)
 
 
 def _ask(app, text: str) -> dict:
