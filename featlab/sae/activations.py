@@ -263,11 +263,26 @@ class ActivationSource:
 
     # -- cache --------------------------------------------------------------------------------
     def _open_or_write_cache(self, cache_dir: Path) -> ActivationCache:
-        if ActivationCache.exists(cache_dir):
-            cache = ActivationCache(cache_dir)
-            cache.check_matches(self.identity())
-            return cache
-        return ActivationCache.write(self, None, cache_dir)
+        """Open the cache, writing it first if it is not there. Under torch.distributed only
+        rank 0 writes (every rank runs the same model on the same tokens, so one copy
+        serves all) and the others wait for it at a barrier, then read their shards."""
+        import torch.distributed as dist
+
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed and dist.get_rank() != 0:
+            dist.barrier()  # rank 0 is writing
+        elif not ActivationCache.exists(cache_dir):
+            # at least one shard per rank: ranks read disjoint shards
+            world = dist.get_world_size() if distributed else 1
+            shard = max(1, min(262_144, -(-self.n_tokens // world)))
+            ActivationCache.write(self, None, cache_dir, shard_size=shard)
+            if distributed:
+                dist.barrier()
+        elif distributed:
+            dist.barrier()
+        cache = ActivationCache(cache_dir)
+        cache.check_matches(self.identity())
+        return cache
 
     def __repr__(self) -> str:
         where = f", cache={str(self.cache.path)!r}" if self.cache is not None else ""
