@@ -1,0 +1,125 @@
+"""Activation throughput from one Hugging Face model: featlab's `ActivationSource` against
+SAELens's `ActivationsStore`, side by side in one process.
+
+Both wrap the same `HookedHFModel` (SAELens drives it through `run_with_cache` with
+`stop_at_layer`, as it does a HookedTransformer) and produce shuffled `[batch, d_in]` rows of
+one residual hook from the same pre-tokenised sequences, until `--rows` rows; the table gives
+tokens/s per library and their ratio, alternating the two `--repeats` times (median). Two
+model widths show where each library's own overhead matters: at the tiny width the model is
+cheap and the store's bookkeeping shows; at the larger one both wait on the same forward.
+
+    python experiments/bench_activation_store.py [--quick] [--out results/bench_activation_store]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sae_common import write_figure, write_table  # noqa: E402
+
+# rows = 4 buffers, so filling the first buffer (both libraries fill one before the first
+# batch) does not decide the figure
+SIZES = {"full": dict(n_seq=512, context=128, rows=131_072, batch=1024, buffer_batches=8,
+                      widths=(32, 128), repeats=3, model_type="llama"),
+         "quick": dict(n_seq=32, context=16, rows=1024, batch=256, buffer_batches=2,
+                       widths=(32,), repeats=1, model_type="llama")}
+HOOK = "blocks.1.hook_resid_post"
+
+
+def _model(model_type: str, width: int) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    from featlab.models import HookedHFModel
+    from featlab.models.hf.tiny import tiny_config
+
+    torch.manual_seed(0)
+    cfg = tiny_config(model_type, hidden_size=width, intermediate_size=2 * width)
+    return HookedHFModel(AutoModelForCausalLM.from_config(cfg).eval())
+
+
+def _featlab_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
+                  buffer_batches: int) -> float:
+    from featlab.sae.activations import ActivationSource
+
+    t0 = time.perf_counter()
+    # the same buffer as SAELens's below: `buffer_batches` batches of 32 sequences
+    src = ActivationSource(model, HOOK, tokens, batch_size=32, seed=0,
+                           buffer_size=buffer_batches * 32 * tokens.shape[1])
+    n = 0
+    for x in src.batches(batch):
+        n += x.shape[0]
+        if n >= rows:
+            break
+    return n / (time.perf_counter() - t0)
+
+
+def _saelens_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
+                  buffer_batches: int) -> float:
+    from datasets import Dataset
+    from sae_lens import ActivationsStore
+
+    t0 = time.perf_counter()
+    store = ActivationsStore(
+        model, Dataset.from_dict({"input_ids": tokens.tolist()}), streaming=False,
+        hook_name=HOOK, hook_head_index=None, context_size=tokens.shape[1],
+        d_in=model.cfg.d_model, n_batches_in_buffer=buffer_batches,
+        total_training_tokens=rows,
+        store_batch_size_prompts=32, train_batch_size_tokens=batch, prepend_bos=False,
+        normalize_activations="none", device=torch.device("cpu"), dtype="float32",
+    )  # fmt: skip
+    n = 0
+    while n < rows:
+        n += store.next_batch().shape[0]
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the token sequences")
+    ap.add_argument("--out", type=Path, default=Path("results/bench_activation_store"))
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    size = SIZES["quick" if args.quick else "full"]
+    tokens = torch.randint(3, 256, (size["n_seq"], size["context"]),
+                           generator=torch.Generator().manual_seed(args.seed))
+    rows = []
+    for width in size["widths"]:
+        model = _model(size["model_type"], width)
+        speeds: dict[str, list[float]] = {"featlab": [], "saelens": []}
+        with torch.no_grad():
+            for _ in range(size["repeats"]):
+                run = (model, tokens, size["rows"], size["batch"], size["buffer_batches"])
+                speeds["featlab"].append(_featlab_rows(*run))
+                speeds["saelens"].append(_saelens_rows(*run))
+        f, s = statistics.median(speeds["featlab"]), statistics.median(speeds["saelens"])
+        rows.append({"model": f"{size['model_type']} (hidden {width}, 2 layers)",
+                     "rows": size["rows"], "featlab_tokens_per_s": round(f),
+                     "saelens_tokens_per_s": round(s), "featlab / saelens": round(f / s, 2)})
+    table = pd.DataFrame(rows)
+    write_table(table, args.out, "bench_activation_store")
+    import plotly.express as px
+
+    fig = px.bar(table.melt(id_vars="model", value_vars=["featlab_tokens_per_s",
+                                                         "saelens_tokens_per_s"]),
+                 x="model", y="value", color="variable", barmode="group",
+                 title="Activation rows per second from one HF model")
+    note = write_figure(fig, args.out, "bench_activation_store")
+    print(table.to_string(index=False))
+    if note:
+        print(note)
+    return table
+
+
+if __name__ == "__main__":
+    main()
