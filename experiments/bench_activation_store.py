@@ -3,7 +3,8 @@ SAELens's `ActivationsStore`, side by side in one process.
 
 Both wrap the same `HookedHFModel` (SAELens drives it through `run_with_cache` with
 `stop_at_layer`, as it does a HookedTransformer) and produce shuffled `[batch, d_in]` rows of
-one residual hook from the same pre-tokenised sequences, until `--rows` rows; the table gives
+one residual hook from the same pre-tokenised sequences through shuffling buffers of the same
+number of rows, until 4 buffers' worth of rows; the table gives
 tokens/s per library and their ratio, alternating the two `--repeats` times (median). Two
 model widths show where each library's own overhead matters: at the tiny width the model is
 cheap and the store's bookkeeping shows; at the larger one both wait on the same forward.
@@ -29,9 +30,9 @@ from _sae_common import write_figure, write_table  # noqa: E402
 
 # rows = 4 buffers, so filling the first buffer (both libraries fill one before the first
 # batch) does not decide the figure
-SIZES = {"full": dict(n_seq=512, context=128, rows=131_072, batch=1024, buffer_batches=8,
+SIZES = {"full": dict(n_seq=512, context=128, rows=131_072, batch=1024, buffer_rows=32_768,
                       widths=(32, 128), repeats=3, model_type="llama"),
-         "quick": dict(n_seq=32, context=16, rows=1024, batch=256, buffer_batches=2,
+         "quick": dict(n_seq=32, context=16, rows=1024, batch=128, buffer_rows=512,
                        widths=(32,), repeats=1, model_type="llama")}
 HOOK = "blocks.1.hook_resid_post"
 
@@ -48,13 +49,11 @@ def _model(model_type: str, width: int) -> Any:
 
 
 def _featlab_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
-                  buffer_batches: int) -> float:
+                  buffer_rows: int) -> float:
     from featlab.sae.activations import ActivationSource
 
     t0 = time.perf_counter()
-    # the same buffer as SAELens's below: `buffer_batches` batches of 32 sequences
-    src = ActivationSource(model, HOOK, tokens, batch_size=32, seed=0,
-                           buffer_size=buffer_batches * 32 * tokens.shape[1])
+    src = ActivationSource(model, HOOK, tokens, batch_size=32, seed=0, buffer_size=buffer_rows)
     n = 0
     for x in src.batches(batch):
         n += x.shape[0]
@@ -64,7 +63,7 @@ def _featlab_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
 
 
 def _saelens_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
-                  buffer_batches: int) -> float:
+                  buffer_rows: int) -> float:
     from datasets import Dataset
     from sae_lens import ActivationsStore
 
@@ -72,7 +71,8 @@ def _saelens_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
     store = ActivationsStore(
         model, Dataset.from_dict({"input_ids": tokens.tolist()}), streaming=False,
         hook_name=HOOK, hook_head_index=None, context_size=tokens.shape[1],
-        d_in=model.cfg.d_model, n_batches_in_buffer=buffer_batches,
+        # SAELens's mixing buffer holds n_batches_in_buffer * context_size rows
+        d_in=model.cfg.d_model, n_batches_in_buffer=buffer_rows // tokens.shape[1],
         total_training_tokens=rows,
         store_batch_size_prompts=32, train_batch_size_tokens=batch, prepend_bos=False,
         normalize_activations="none", device=torch.device("cpu"), dtype="float32",
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         speeds: dict[str, list[float]] = {"featlab": [], "saelens": []}
         with torch.no_grad():
             for _ in range(size["repeats"]):
-                run = (model, tokens, size["rows"], size["batch"], size["buffer_batches"])
+                run = (model, tokens, size["rows"], size["batch"], size["buffer_rows"])
                 speeds["featlab"].append(_featlab_rows(*run))
                 speeds["saelens"].append(_saelens_rows(*run))
         f, s = statistics.median(speeds["featlab"]), statistics.median(speeds["saelens"])
