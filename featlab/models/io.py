@@ -147,17 +147,23 @@ def load_task(directory: str | Path) -> dict[str, Any] | None:
     return task if isinstance(task, dict) else None
 
 
-def load_model(source: Any, device: str | torch.device = "cpu") -> nn.Module:
-    """A hooked model from any source (see the module docstring), in eval mode."""
+def load_model(source: Any, device: str | torch.device = "cpu", *,
+               use_state_hook: bool = False) -> nn.Module:
+    """A hooked model from any source (see the module docstring), in eval mode.
+
+    use_state_hook: for HF models, materialise the per-token states of the mixers featlab
+    hooks inside (``blocks.{l}.mixer.hook_state``; memory pos * heads * d_k * d_v a layer).
+    A featlab HookedHybrid sets this in its config instead."""
     from featlab.models.hf import loading
 
+    hooks = {"use_state_hook": use_state_hook}
     if not isinstance(source, str | Path):
-        return loading.as_hooked(source)
+        return loading.as_hooked(source, **hooks)
     if isinstance(source, str) and source.startswith(loading.NAME_PREFIXES):
-        return loading.load_by_name(source, str(device))
+        return loading.load_by_name(source, str(device), **hooks)
     directory = Path(source).expanduser()
     if read_model_info(directory).get("format") == "hf":
-        return loading.load_hf(directory, str(device))
+        return loading.load_hf(directory, str(device), **hooks)
     return _load_featlab(directory, device)
 
 

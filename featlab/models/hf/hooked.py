@@ -25,6 +25,7 @@ sum. ``hook_embed`` is the token embedding before any scale.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,11 @@ class HookedHFModel(HookedRootModule):
                  tokenizer: Any = None, *, mixer_hooks: bool = True,
                  use_state_hook: bool = False) -> None:
         super().__init__()
+        if wrapper_of(hf_model) is not None:
+            raise ValueError(
+                "this HF model is already wrapped by a HookedHFModel, whose hooks sit on its "
+                "modules; use that wrapper (featlab.models.load_model(model) returns it), or "
+                "wrap a copy (copy.deepcopy(model))")
         if layout is None:
             from featlab.models.hf.architectures import layout_for
 
@@ -137,6 +143,7 @@ class HookedHFModel(HookedRootModule):
         self._partial: dict[int, torch.Tensor] = {}  # parallel mixers' sum so far
         self._stop_at: int | None = None
         self._handles = self._attach(layers)
+        object.__setattr__(hf_model, "_featlab_wrapper", weakref.ref(self))
         self.setup()
 
     # -- wiring ------------------------------------------------------------------------------
@@ -329,6 +336,12 @@ class HookedHFModel(HookedRootModule):
             return logits
         loss = lm_cross_entropy(logits, tokens, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
+
+
+def wrapper_of(hf_model: nn.Module) -> HookedHFModel | None:
+    """The live `HookedHFModel` wrapping `hf_model`, if any."""
+    ref = getattr(hf_model, "_featlab_wrapper", None)
+    return ref() if ref is not None else None
 
 
 def _layer_types(config: Any) -> list[str]:

@@ -55,7 +55,7 @@ def _tokenizer(source: str | Path) -> Any:
         return None
 
 
-def load_hf(source: str | Path, device: str = "cpu") -> Any:
+def load_hf(source: str | Path, device: str = "cpu", **hooks: Any) -> Any:
     """A `HookedHFModel` from an HF folder or hub id (fp32, eval mode)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -70,7 +70,7 @@ def load_hf(source: str | Path, device: str = "cpu") -> Any:
     except OSError as err:
         where = "the folder" if Path(source).is_dir() else "the hub (no network here?)"
         raise FileNotFoundError(f"cannot load {source!r} from {where}: {err}") from None
-    return HookedHFModel(model.to(device), tokenizer=_tokenizer(source))
+    return HookedHFModel(model.to(device), tokenizer=_tokenizer(source), **hooks)
 
 
 def save_hf(model: Any, directory: Path, task: dict[str, Any] | None) -> Path:
@@ -85,13 +85,13 @@ def save_hf(model: Any, directory: Path, task: dict[str, Any] | None) -> Path:
     return directory
 
 
-def load_by_name(source: str, device: str = "cpu") -> Any:
+def load_by_name(source: str, device: str = "cpu", **hooks: Any) -> Any:
     """``tl:<name>``: ``HookedTransformer.from_pretrained``; ``hf:<id>``: the hub model."""
     prefix, name = source[:3], source[3:]
     if not name:
         raise ValueError(f"{source!r} names no model; write e.g. hf:gpt2 or tl:gpt2-small")
     if prefix == "hf:":
-        return load_hf(name, device)
+        return load_hf(name, device, **hooks)
     from transformer_lens import HookedTransformer
     from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES
 
@@ -108,16 +108,17 @@ def load_by_name(source: str, device: str = "cpu") -> Any:
                                 f"network here?): {err}") from None
 
 
-def as_hooked(model: Any) -> Any:
+def as_hooked(model: Any, **hooks: Any) -> Any:
     """`model` if it already has hooks (featlab, TransformerLens, a bridge); an HF causal LM
-    wrapped in a `HookedHFModel`; else a TypeError saying what is accepted."""
+    wrapped in a `HookedHFModel` (the one already wrapping it, if any; `hooks`: its
+    mixer_hooks / use_state_hook); else a TypeError saying what is accepted."""
     if hasattr(model, "hook_dict") and hasattr(model, "run_with_cache"):
         return model
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "model_type"):
-        from featlab.models.hf.hooked import HookedHFModel
+        from featlab.models.hf.hooked import HookedHFModel, wrapper_of
 
-        return HookedHFModel(model)
+        return wrapper_of(model) or HookedHFModel(model, **hooks)
     raise TypeError(f"{type(model).__name__} is neither a hooked model (featlab, "
                     "TransformerLens) nor a Hugging Face causal LM; pass one of those, or a "
                     "folder or hub name")

@@ -29,7 +29,7 @@ the recurrent one when ``"recurrent"``; both give the same numbers (tested).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -101,58 +101,70 @@ class RecurrentMixer(Mixer):
         return o
 
     def _recur_with_state_hook(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        log_decay: torch.Tensor,
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor,
         beta: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        hook = self.hook_state
-        if not (hook._forward_hooks or hook._backward_hooks):
-            o, final, states = self.op.recurrent(q, k, v, log_decay, beta, output_states=True)
-            hook(states)
-            return o, final
-        with torch.no_grad():
-            _, _, computed = self.op.recurrent(q, k, v, log_decay, beta, output_states=True)
-        # A detached copy: the hook may edit it in place, and parameters then receive their
-        # gradient once, through the replay below.
-        seen = computed.clone().requires_grad_(torch.is_grad_enabled())
-        hooked = hook(seen.clone())
-        if hooked.shape != computed.shape:
-            raise ValueError(
-                f"{hook.name}: a hook returned shape {tuple(hooked.shape)}, but the state is "
-                f"[batch, pos, heads, d_k, d_v] = {tuple(computed.shape)}; return a tensor of "
-                "the same shape"
-            )
-        patched = hooked.detach() != computed
-        if not (torch.is_grad_enabled() or patched.any()):
-            final = computed[:, -1] if computed.shape[1] else computed.new_zeros(
-                computed.shape[0], *computed.shape[2:])
-            return torch.einsum("bthkv,bthk->bthv", computed, q), final
-        return self._replay(q, k, v, log_decay, beta, hooked, patched)
+        return recur_with_state_hook(self.hook_state, self.op, q, k, v, log_decay, beta)
 
-    def _replay(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        log_decay: torch.Tensor,
-        beta: torch.Tensor,
-        hooked: torch.Tensor,
-        patched: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The recurrence with ``S_t`` taken from `hooked` wherever `patched`; see module doc."""
-        b, t, h, d_k = q.shape
-        state = q.new_zeros(b, h, d_k, v.shape[-1])
-        outs = []
-        for i in range(t):
-            state = self.op.step(state, k[:, i], v[:, i], log_decay[:, i], beta[:, i])
-            h_i = hooked[:, i]
-            state = torch.where(patched[:, i], h_i, state + (h_i - h_i.detach()))
-            outs.append(torch.einsum("bhkv,bhk->bhv", state, q[:, i]))
-        o = torch.stack(outs, dim=1) if t else v.new_zeros(b, 0, h, v.shape[-1])
-        return o, state
+
+def recur_with_state_hook(
+    hook: Any,
+    op: RecurrentOp,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_decay: torch.Tensor,
+    beta: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `op` with its per-token states fired through `hook` (``hook_state``); a state a
+    hook replaced at position t is carried on from t (see the module doc). Returns
+    ``(o [batch, pos, heads, d_v], final state)``. Shared by featlab's mixers and the HF
+    mixer adapters (`featlab.models.hf.mixers`)."""
+    if not (hook._forward_hooks or hook._backward_hooks):
+        o, final, states = op.recurrent(q, k, v, log_decay, beta, output_states=True)
+        hook(states)
+        return o, final
+    with torch.no_grad():
+        _, _, computed = op.recurrent(q, k, v, log_decay, beta, output_states=True)
+    # A detached copy: the hook may edit it in place, and parameters then receive their
+    # gradient once, through the replay below.
+    seen = computed.clone().requires_grad_(torch.is_grad_enabled())
+    hooked = hook(seen.clone())
+    if hooked.shape != computed.shape:
+        raise ValueError(
+            f"{hook.name}: a hook returned shape {tuple(hooked.shape)}, but the state is "
+            f"[batch, pos, heads, d_k, d_v] = {tuple(computed.shape)}; return a tensor of "
+            "the same shape"
+        )
+    patched = hooked.detach() != computed
+    if not (torch.is_grad_enabled() or patched.any()):
+        final = computed[:, -1] if computed.shape[1] else computed.new_zeros(
+            computed.shape[0], *computed.shape[2:])
+        return torch.einsum("bthkv,bthk->bthv", computed, q), final
+    return _replay(op, q, k, v, log_decay, beta, hooked, patched)
+
+
+def _replay(
+    op: RecurrentOp,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_decay: torch.Tensor,
+    beta: torch.Tensor,
+    hooked: torch.Tensor,
+    patched: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence with ``S_t`` taken from `hooked` wherever `patched`; see module doc."""
+    b, t, h, d_k = q.shape
+    state = q.new_zeros(b, h, d_k, v.shape[-1])
+    outs = []
+    for i in range(t):
+        state = op.step(state, k[:, i], v[:, i], log_decay[:, i], beta[:, i])
+        h_i = hooked[:, i]
+        state = torch.where(patched[:, i], h_i, state + (h_i - h_i.detach()))
+        outs.append(torch.einsum("bhkv,bhk->bhv", state, q[:, i]))
+    o = torch.stack(outs, dim=1) if t else v.new_zeros(b, 0, h, v.shape[-1])
+    return o, state
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:

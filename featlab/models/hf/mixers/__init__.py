@@ -20,7 +20,15 @@ from typing import Any
 from torch import nn
 
 # (model_type, featlab kind) -> "module:Class"; loaded on first use
-ADAPTERS: dict[tuple[str, str], str] = {}
+ADAPTERS: dict[tuple[str, str], str] = {
+    ("qwen3_next", "gdn"):
+        "featlab.models.hf.mixers.gated_deltanet:Qwen3NextGatedDeltaNetAdapter",
+    ("olmo_hybrid", "gdn"):
+        "featlab.models.hf.mixers.gated_deltanet:OlmoHybridGatedDeltaNetAdapter",
+    ("mamba2", "ssd"): "featlab.models.hf.mixers.ssd:SSDAdapter",
+    ("bamba", "ssd"): "featlab.models.hf.mixers.ssd:SSDAdapter",
+    ("falcon_h1", "ssd"): "featlab.models.hf.mixers.ssd:FalconH1SSDAdapter",
+}
 
 
 class MixerAdapter(nn.Module):
