@@ -25,6 +25,7 @@ from featlab.models.ops.delta_rule import (
     delta_rule_step,
 )
 from featlab.models.ops.gla import gla_chunk, gla_recurrent, gla_step
+from featlab.models.ops.kda import kda_chunk, kda_recurrent, kda_step
 from featlab.models.ops.ssd import ssd_chunk, ssd_recurrent, ssd_step
 
 
@@ -47,6 +48,7 @@ OPS: dict[str, RecurrentOp] = {
         per_channel_decay=False,
     ),
     "ssd": RecurrentOp("ssd", ssd_recurrent, ssd_chunk, ssd_step, per_channel_decay=False),
+    "kda": RecurrentOp("kda", kda_recurrent, kda_chunk, kda_step, per_channel_decay=True),
 }
 
 __all__ = [
@@ -58,6 +60,9 @@ __all__ = [
     "gla_chunk",
     "gla_recurrent",
     "gla_step",
+    "kda_chunk",
+    "kda_recurrent",
+    "kda_step",
     "scan",
     "ssd_chunk",
     "ssd_recurrent",
