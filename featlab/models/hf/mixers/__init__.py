@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+from transformer_lens.hook_points import HookPoint
 
 # (model_type, featlab kind) -> "module:Class"; loaded on first use
 ADAPTERS: dict[tuple[str, str], str] = {
@@ -28,22 +29,45 @@ ADAPTERS: dict[tuple[str, str], str] = {
     ("mamba2", "ssd"): "featlab.models.hf.mixers.ssd:SSDAdapter",
     ("bamba", "ssd"): "featlab.models.hf.mixers.ssd:SSDAdapter",
     ("falcon_h1", "ssd"): "featlab.models.hf.mixers.ssd:FalconH1SSDAdapter",
+    ("lfm2", "conv"): "featlab.models.hf.mixers.short_conv:Lfm2ShortConvAdapter",
+    ("recurrent_gemma", "rglru"): "featlab.models.hf.mixers.rglru:RecurrentGemmaRglruAdapter",
+    ("kimi_linear", "kda"): "featlab.models.hf.mixers.kda:KimiDeltaAttentionAdapter",
 }
 
 
 class MixerAdapter(nn.Module):
     """Base of the adapters: holds the HF mixer without registering it as a submodule (its
-    parameters stay where HF put them) and the hook points subclasses declare.
+    parameters stay where HF put them), HF's own forward, and the hook points a subclass
+    names in `hooks` (``hook_state`` among them is created only with `use_state_hook`, so
+    that a cache of every hook lists no name that never fires).
 
     Subclasses implement `forward(*args, **kwargs)` with the HF module's signature and
     return what the HF forward returns; with no hook active the result must equal HF's to
     fp32 rounding (tested per architecture)."""
+
+    hooks: tuple[str, ...] = ()
 
     def __init__(self, hf_mixer: nn.Module, config: Any, use_state_hook: bool = False) -> None:
         super().__init__()
         object.__setattr__(self, "hf", hf_mixer)  # not a submodule: no duplicate parameters
         self.config = config
         self.use_state_hook = use_state_hook
+        # The class's forward bound to this instance: HF's own even once the instance's
+        # `forward` is replaced by ours (or a model is wrapped twice); decoding with a cache
+        # still runs it.
+        self.hf_forward = type(hf_mixer).forward.__get__(hf_mixer)
+        for name in self.hooks:
+            if name != "hook_state" or use_state_hook:
+                setattr(self, name, HookPoint())
+
+    def needs_featlab_path(self) -> bool:
+        """Whether featlab's path must run: the state hook is on, or a hook of this adapter
+        has something attached. Otherwise HF's forward runs, so that without hooks the logits
+        are HF's, bit for bit."""
+        return self.use_state_hook or any(
+            hook._forward_hooks or hook._forward_pre_hooks or hook._backward_hooks
+            or hook._backward_pre_hooks
+            for hook in self.children() if isinstance(hook, HookPoint))
 
 
 def adapter_for(model_type: str, kind: str) -> type[MixerAdapter] | None:

@@ -38,7 +38,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformer_lens.hook_points import HookPoint
 from transformers.activations import ACT2FN
 
 from featlab.models.hf.mixers import MixerAdapter
@@ -56,11 +55,6 @@ def hf_l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt((x * x).sum(dim=-1, keepdim=True) + eps)
 
 
-def _has_hooks(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks
-                or module._backward_hooks or module._backward_pre_hooks)
-
-
 class GatedDeltaNetAdapter(MixerAdapter):
     """Shared forward; subclasses say how their HF module projects its input (`_project`).
 
@@ -69,18 +63,11 @@ class GatedDeltaNetAdapter(MixerAdapter):
 
     norm_name = ""  # the HF module's gated output norm
     out_name = ""  # and its output projection
-
+    hooks = RECURRENT_HOOKS
+    op = OPS["delta_rule"]
 
     def __init__(self, hf_mixer: nn.Module, config: Any, use_state_hook: bool = False) -> None:
         super().__init__(hf_mixer, config, use_state_hook)
-        # The class's forward bound to this instance: the original even when the instance's
-        # forward has already been replaced (a model wrapped twice).
-        self._hf_forward = type(hf_mixer).forward.__get__(hf_mixer)
-        for name in RECURRENT_HOOKS:
-            # hook_state only when it fires, so run_with_cache's keys are the hook_dict's
-            if name != "hook_state" or use_state_hook:
-                setattr(self, name, HookPoint())
-        self.op = OPS["delta_rule"]
         self.n_rep = hf_mixer.num_v_heads // hf_mixer.num_k_heads
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # pragma: no cover
@@ -92,16 +79,13 @@ class GatedDeltaNetAdapter(MixerAdapter):
     def _beta(self, b: torch.Tensor) -> torch.Tensor:
         return b.sigmoid()
 
-    def _any_hook(self) -> bool:
-        return any(_has_hooks(module) for module in self.modules() if isinstance(module, HookPoint))
-
     def forward(self, hidden_states: torch.Tensor, cache: Any = None,
                 attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if cache is None and "cache_params" in kwargs:  # HF's deprecated name for it
             cache = kwargs.pop("cache_params")
         if (cache is not None or kwargs.get("cu_seq_lens_q") is not None
-                or not (self.use_state_hook or self._any_hook())):
-            return self._hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
+                or not self.needs_featlab_path()):
+            return self.hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
                                     **kwargs)
         hf = self.hf
         x = hidden_states

@@ -39,14 +39,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from transformer_lens.hook_points import HookPoint
 
 from featlab.models.hf.mixers import MixerAdapter
 from featlab.models.mixers.recurrent import recur_with_state_hook
 from featlab.models.ops import OPS
-
-HOOKS = ("hook_q", "hook_k", "hook_v", "hook_log_decay", "hook_out_gate", "hook_state_final")
 
 
 def _mask_padding(x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -63,15 +59,8 @@ class SSDAdapter(MixerAdapter):
 
     op = OPS["ssd"]
 
-    def __init__(self, hf_mixer: nn.Module, config: Any, use_state_hook: bool = False) -> None:
-        super().__init__(hf_mixer, config, use_state_hook)
-        # hook_state only exists when it fires: a cache of every hook must not list a name
-        # that never appears in it
-        for name in HOOKS + (("hook_state",) if use_state_hook else ()):
-            setattr(self, name, HookPoint())
-        # the class's forward, bound to this instance: the instance attribute `forward` is
-        # about to be replaced by ours, and decoding with a cache still needs HF's
-        self.hf_forward = type(hf_mixer).forward.__get__(hf_mixer)
+    hooks = ("hook_q", "hook_k", "hook_v", "hook_log_decay", "hook_out_gate",
+             "hook_state_final", "hook_state")
 
     # -- what differs between the architectures --------------------------------------------
     def project(self, u: torch.Tensor) -> torch.Tensor:
@@ -97,14 +86,10 @@ class SSDAdapter(MixerAdapter):
         """HF's signature and result; featlab's path only where a hook needs it (module doc)."""
         cache = kwargs.pop("cache_params", cache)  # HF's deprecated name, still accepted
         packed = any(kwargs.get(key) is not None for key in ("seq_idx", "cu_seq_lens_q"))
-        if cache is not None or packed or not (self.use_state_hook or self._hooked()):
+        if cache is not None or packed or not self.needs_featlab_path():
             return self.hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
                                    **kwargs)
         return self.featlab_forward(hidden_states, attention_mask)
-
-    def _hooked(self) -> bool:
-        return any(hook._forward_hooks or hook._forward_pre_hooks or hook._backward_hooks
-                   for hook in self.children() if isinstance(hook, HookPoint))
 
     def featlab_forward(self, hidden_states: torch.Tensor,
                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:
