@@ -1,6 +1,6 @@
 """Benchmark: chunked vs recurrent forms of the linear-recurrent ops, forward + backward.
 
-Times each op of `featlab.models.ops` (gla, delta_rule, ssd) at lengths 64..1024 (batch 4,
+Times each op of `featlab.models.ops` (gla, delta_rule, ssd, kda) at lengths 64..1024 (batch 4,
 2 heads, d 32, chunk 16) and writes ``bench_mixers.csv``, ``bench_mixers.md`` and a figure
 (``bench_mixers.html`` / ``.png``) to `--out`. Run::
 

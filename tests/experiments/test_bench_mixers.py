@@ -24,7 +24,7 @@ def _load_script():
 def test_quick_run_writes_table_and_figure(tmp_path: Path, capsys) -> None:
     _load_script().main(["--quick", "--out", str(tmp_path)])
     df = pd.read_csv(tmp_path / "bench_mixers.csv")
-    assert set(df["op"]) == {"gla", "delta_rule", "ssd"}
+    assert set(df["op"]) == {"gla", "delta_rule", "ssd", "kda"}
     assert sorted(set(df["length"])) == [32, 64]
     assert (df["recurrent_ms"] > 0).all() and (df["chunk_ms"] > 0).all()
     ratio = df["recurrent_ms"] / df["chunk_ms"]

@@ -95,3 +95,31 @@ def tiny_config(model_type: str, **overrides: Any):
     settings.setdefault("attn_implementation", "eager")
     settings.setdefault("experts_implementation", "eager")
     return AutoConfig.for_model(model_type, **settings)
+
+
+def redraw_ssd_mixers(model: Any, seed: int = 0) -> None:
+    """Re-draw every SSD mixer's ``in_proj`` and ``conv1d`` ~ N(0, 1/fan_in) (x, B, C, z and
+    dt logits of order 1), ``dt_bias = -2`` (dt ~ 0.05-0.3) and ``A`` in [0.5, 2]: decays of
+    0.97-0.6 per token, in place.
+
+    HF's own init of Bamba and Falcon-H1 hides the recurrence in a tiny model: the D skip is
+    the whole output (zeroing what enters the state moves the logits by 4e-6 and 8e-8), so a
+    test or a measurement of the state path would see nothing at all without this."""
+    import math
+
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if not (hasattr(module, "A_log") and hasattr(module, "in_proj")
+                    and hasattr(module, "conv1d")):
+                continue
+            for w in (module.in_proj.weight, module.conv1d.weight):
+                fan_in = w.shape[1] * w.shape[2] if w.dim() == 3 else w.shape[1]
+                w.copy_(torch.randn(w.shape, generator=g) / math.sqrt(fan_in))
+            log_a = torch.empty(module.A_log.shape).uniform_(math.log(0.5), math.log(2.0),
+                                                             generator=g)
+            module.A_log.copy_(log_a)
+            module.dt_bias.fill_(-2.0)
+

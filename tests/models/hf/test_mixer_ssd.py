@@ -6,7 +6,7 @@ states equal to HF's own decoding states, and an SAE on ``hook_v``.
 The tiny configs' default init makes the recurrence almost invisible (Bamba's and Falcon-H1's
 ``dt_bias = 1`` and ``A = 1..H`` forget within a token, and B, C are ~1e-3, so the D skip is
 the whole output: zeroing ``hook_v`` moves their logits by 4e-6 and 8e-8), which would let a
-wrong recurrence pass a 1e-5 test. `_lively` re-draws the SSD parameters so the recurrence
+wrong recurrence pass a 1e-5 test. `redraw_ssd_mixers` re-draws the SSD parameters so the recurrence
 carries over dozens of tokens and across chunks, and every test model asserts that it matters.
 """
 
@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from featlab.models.hf.tiny import tiny_config
+from featlab.models.hf.tiny import redraw_ssd_mixers, tiny_config
 from tests.numerics import normwise_error
 
 pytestmark = pytest.mark.slow
@@ -38,30 +38,13 @@ def _tokens(n: int = 2, pos: int = T) -> torch.Tensor:
     return torch.randint(3, 256, (n, pos), generator=torch.Generator().manual_seed(1))
 
 
-def _lively(hf: torch.nn.Module, seed: int = 0) -> None:
-    """Draw each SSD mixer's in_proj and conv1d ~ N(0, 1/fan_in) (x, B, C, z, dt_raw of order
-    1), dt_bias = -2 (dt ~ 0.05-0.3) and A in [0.5, 2]: decays of 0.97-0.6 per token."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in hf.modules():
-            if not (hasattr(module, "A_log") and hasattr(module, "in_proj")):
-                continue
-            for w in (module.in_proj.weight, module.conv1d.weight):  # Bamba's conv is N(0, .02)
-                fan_in = w.shape[1] * w.shape[2] if w.dim() == 3 else w.shape[1]
-                w.copy_(torch.randn(w.shape, generator=g) / math.sqrt(fan_in))
-            a = torch.empty(module.A_log.shape).uniform_(math.log(0.5), math.log(2.0),
-                                                         generator=g)
-            module.A_log.copy_(a)
-            module.dt_bias.fill_(-2.0)
-
-
 def _hf(case: str):
     from transformers import AutoModelForCausalLM
 
     model_type, overrides = CASES[case]
     torch.manual_seed(0)
     hf = AutoModelForCausalLM.from_config(tiny_config(model_type, **overrides)).eval()
-    _lively(hf)
+    redraw_ssd_mixers(hf)
     return hf
 
 
