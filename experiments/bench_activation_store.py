@@ -5,7 +5,10 @@ Both wrap the same `HookedHFModel` (SAELens drives it through `run_with_cache` w
 `stop_at_layer`, as it does a HookedTransformer) and produce shuffled `[batch, d_in]` rows of
 one residual hook from the same pre-tokenised sequences through shuffling buffers of the same
 number of rows, until 4 buffers' worth of rows; the table gives
-tokens/s per library and their ratio, alternating the two `--repeats` times (median). Two
+tokens/s per library and their ratio, alternating the two `--repeats` times (median), and the
+model's forward alone (as the stores call it, nothing stored or shuffled): the rate no store
+can beat by more than noise, so ``forward alone / saelens`` is about the most any store could
+gain over SAELens's. Two
 model widths show where each library's own overhead matters: at the tiny width the model is
 cheap and the store's bookkeeping shows; at the larger one both wait on the same forward.
 
@@ -31,7 +34,7 @@ from _sae_common import write_figure, write_table  # noqa: E402
 # rows = 4 buffers, so filling the first buffer (both libraries fill one before the first
 # batch) does not decide the figure
 SIZES = {"full": dict(n_seq=512, context=128, rows=131_072, batch=1024, buffer_rows=32_768,
-                      widths=(32, 128), repeats=3, model_type="llama"),
+                      widths=(32, 128), repeats=5, model_type="llama"),
          "quick": dict(n_seq=32, context=16, rows=1024, batch=128, buffer_rows=512,
                        widths=(32,), repeats=1, model_type="llama")}
 HOOK = "blocks.1.hook_resid_post"
@@ -59,6 +62,21 @@ def _featlab_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
         n += x.shape[0]
         if n >= rows:
             break
+    return n / (time.perf_counter() - t0)
+
+
+def _forward_rows(model: Any, tokens: torch.Tensor, rows: int, batch: int,
+                  buffer_rows: int) -> float:
+    """The model's forward alone, as both stores call it (32 sequences, up to the hook's
+    layer, only that hook cached): no store can deliver rows faster than this."""
+    layer = int(HOOK.split(".")[1])
+    t0 = time.perf_counter()
+    n, start = 0, 0
+    while n < rows:
+        chunk = tokens[start:start + 32]
+        start = (start + 32) % tokens.shape[0]
+        _, cache = model.run_with_cache(chunk, names_filter=HOOK, stop_at_layer=layer + 1)
+        n += cache[HOOK].shape[0] * cache[HOOK].shape[1]
     return n / (time.perf_counter() - t0)
 
 
@@ -96,16 +114,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows = []
     for width in size["widths"]:
         model = _model(size["model_type"], width)
-        speeds: dict[str, list[float]] = {"featlab": [], "saelens": []}
+        speeds: dict[str, list[float]] = {"featlab": [], "saelens": [], "forward": []}
         with torch.no_grad():
             for _ in range(size["repeats"]):
                 run = (model, tokens, size["rows"], size["batch"], size["buffer_rows"])
                 speeds["featlab"].append(_featlab_rows(*run))
                 speeds["saelens"].append(_saelens_rows(*run))
+                speeds["forward"].append(_forward_rows(*run))
         f, s = statistics.median(speeds["featlab"]), statistics.median(speeds["saelens"])
+        bare = statistics.median(speeds["forward"])
         rows.append({"model": f"{size['model_type']} (hidden {width}, 2 layers)",
                      "rows": size["rows"], "featlab_tokens_per_s": round(f),
-                     "saelens_tokens_per_s": round(s), "featlab / saelens": round(f / s, 2)})
+                     "saelens_tokens_per_s": round(s), "featlab / saelens": round(f / s, 2),
+                     "forward_alone_tokens_per_s": round(bare),
+                     "forward alone / saelens": round(bare / s, 2)})
     table = pd.DataFrame(rows)
     write_table(table, args.out, "bench_activation_store")
     import plotly.express as px
