@@ -160,30 +160,49 @@ def stat_list(stats: dict[str, Any], class_name: str = "stats") -> Any:
     return html.Dl(items, className=class_name)
 
 
+# Whitespace a reader must see: a leading space is what separates words in byte-level BPE,
+# and a newline inside a token would otherwise break the line of tokens.
+_VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
+
+
+def visible_token(token: str) -> str:
+    """`token` with its whitespace drawn (␣ space, ↵ newline, ⇥ tab); ∅ for the empty one."""
+    return str(token).translate(_VISIBLE) or "∅"
+
+
 def token_html(tokens: Sequence[str], acts: Sequence[float], scale: float) -> str:
     """One example as an HTML line of tokens, each shaded by its activation.
 
-    Background alpha is act / scale (clipped to [0, 1]); an active token's value is in its
-    `title` (native tooltip) and in a child `.tok-tip` that CSS reveals on hover, so the value
-    shows without the tooltip's delay. Examples are sent as HTML strings rather than one Dash
-    component per token: a feature page holds hundreds of tokens, and components cost ~10x
-    the bytes and server time. Token text is escaped.
+    Each token is its own box with a small gap between boxes (token boundaries show) and its
+    whitespace drawn (`visible_token`); the example's largest activation is marked as the
+    peak (`tok-peak`); the whole context as plain text is the line's `title`, so hovering
+    anywhere on it reads the text without the token boxes. Background alpha is act / scale
+    (clipped to [0, 1]); an active token's value is in its `title` (native tooltip) and in a
+    child `.tok-tip` that CSS reveals on hover, so the value shows without the tooltip's
+    delay. Examples are sent as HTML strings rather than one Dash component per token: a
+    feature page holds hundreds of tokens, and components cost ~10x the bytes and server
+    time. Token text is escaped.
     """
     scale = scale if scale and math.isfinite(scale) and scale > 0 else 1.0
+    values = [float(a) for a in acts]
+    peak = max(range(len(values)), key=values.__getitem__) if values else -1
+    if peak >= 0 and not values[peak] > 0:
+        peak = -1
     out = []
-    for tok, act in zip(tokens, acts, strict=False):
-        act = float(act)
-        text = html_escape(str(tok).replace("\n", "⏎") or "∅")
+    for i, (tok, act) in enumerate(zip(tokens, values, strict=False)):
+        text = html_escape(visible_token(tok))
         if not act > 0:
             out.append(f'<span class="tok">{text}</span>')
             continue
         alpha = min(act / scale, 1.0)
+        marked = " tok-peak" if i == peak else ""
         out.append(
-            f'<span class="tok tok-active" title="{act:.4g}" '
+            f'<span class="tok tok-active{marked}" title="{act:.4g}" '
             f'style="background-color:rgba(255,120,0,{alpha:.2f})">{text}'
             f'<span class="tok-tip">{act:.3g}</span></span>'
         )
-    return f'<span class="tokens">{"".join(out)}</span>'
+    context = html_escape("".join(str(t) for t in tokens), quote=True)
+    return f'<span class="tokens" title="{context}">{"".join(out)}</span>'
 
 
 def df_table(df: Any, columns: Sequence[str] | None = None, class_name: str = "mini") -> Any:

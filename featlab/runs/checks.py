@@ -92,6 +92,31 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def check_dataset(source: str | None, option: str) -> None:
+    """A local --dataset must exist (hub names are checked when read)."""
+    if source is None or source.startswith("hf:"):
+        return
+    if not Path(source).expanduser().exists():
+        raise UserError(f"{{opt:{option}}}: no dataset at {source}; give a .txt, .jsonl or "
+                        ".parquet file, a folder, or hf:<name>")
+
+
+def dataset_identity(source: str) -> str:
+    """What a --dataset holds: a file's content hash; a folder's hash of its files' names,
+    sizes and contents; a hub name as written."""
+    import hashlib
+
+    if source.startswith("hf:"):
+        return source
+    path = Path(source).expanduser()
+    if path.is_file():
+        return file_fingerprint(path)
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{file.relative_to(path)}\0{file_fingerprint(file)}\0".encode())
+    return h.hexdigest()[:16]
+
+
 def check_hook(info: dict[str, Any], hook: str, option: str = "hook") -> None:
     """Refuse a hook the saved model does not have (when its config lists its hooks)."""
     hooks = info.get("hooks")

@@ -8,8 +8,10 @@ Behind `featlab train-sae` and the demo's SAE stage. The run folder holds::
     metrics.json    held-out metrics (FVU, L0, dead fraction, CE-loss recovered, ...)
     act_cache/      the activation cache, only with cache=True
 
-Tokens come from a token file, or else from the task the model records (fresh sequences,
-with a held-out seed for evaluation); a model without a recorded task needs a token file.
+Tokens come from a token file, from text (``--dataset``: tokenized by the model's tokenizer
+and packed into ``--context-size`` windows, `featlab.datasets.text`), or else from the task
+the model records (fresh sequences, with a held-out seed for evaluation); a model without a
+recorded task needs one of the first two.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class SAERunConfig:
     tokens: int = option(200_000, "Training activations (tokens) to draw.", gt=0)
     tokens_file: Path | None = option(None, "Token ids [n_seq, pos] (.pt/.npy/.safetensors); "
                                       "default: fresh sequences of the model's task.")
+    dataset: str | None = option(None, "Text to train on: a .txt/.jsonl/.parquet file, a "
+                                 "folder (.txt files or datasets.save_to_disk) or hf:<name>; "
+                                 "tokenized with the model's tokenizer.")
+    text_column: str = option("text", "The --dataset column that holds the text.")
+    context_size: int = option(128, "Tokens per --dataset window.", gt=1)
+    prepend_bos: bool = option(True, "Open every --dataset window with the BOS token "
+                               "(SAELens's prepend_bos).")
     batch_size: int = option(1024, "SAE training batch (activation rows).", gt=0)
     lr: float | None = option(None, "Learning rate (default 2e-4 / sqrt(width / 2^14)).", gt=0)
     seed: int = option(0, "Seed for data order, init and training.", ge=0)
@@ -78,10 +87,14 @@ class SAERunConfig:
                             f"({{opt:batch_size}} {self.batch_size})")
         info = checks.model_info(self.model)
         checks.check_hook(info, self.hook)
+        if self.dataset is not None and self.tokens_file is not None:
+            raise UserError("pass {opt:dataset} or {opt:tokens_file}, not both")
         checks.check_tokens_file(self.tokens_file, "tokens_file")
-        if self.tokens_file is None and not isinstance(info.get("task"), dict):
+        checks.check_dataset(self.dataset, "dataset")
+        if (self.tokens_file is None and self.dataset is None
+                and not isinstance(info.get("task"), dict)):
             raise UserError(f"the model in {self.model} records no task to draw tokens from; "
-                            "pass {opt:tokens_file}")
+                            "pass {opt:dataset} or {opt:tokens_file}")
         return info
 
 
@@ -106,12 +119,38 @@ def _identity(config: SAERunConfig) -> dict[str, Any]:
     settings["model"] = model_identity(config.model)
     if config.tokens_file is not None:
         settings["tokens_file"] = file_fingerprint(Path(config.tokens_file))
+    if config.dataset is not None:
+        from featlab.runs.checks import dataset_identity
+
+        settings["dataset"] = dataset_identity(config.dataset)
     return settings
 
 
-def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int) -> tuple[Any, Any, str]:
+def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
+            model: Any) -> tuple[Any, Any, str]:
     """(train tokens, held-out tokens, where they came from)."""
     from featlab.runs.checks import user_errors
+
+    if config.dataset is not None:
+        from featlab.datasets.text import text_windows
+
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise UserError(f"the model in {config.model} has no tokenizer to read "
+                            "{opt:dataset} with; save it with one (save_pretrained) or pass "
+                            "{opt:tokens_file}")
+        n_train = math.ceil(config.tokens / config.context_size)
+        with user_errors("dataset"):
+            windows, _ = text_windows(
+                config.dataset, tokenizer, n_train + config.n_eval_seqs, config.context_size,
+                text_column=config.text_column, prepend_bos=config.prepend_bos,
+                seed=config.seed)
+        if len(windows) <= config.n_eval_seqs:
+            raise UserError(f"{{opt:dataset}} {config.dataset} gives {len(windows)} windows of "
+                            f"{config.context_size} tokens; it needs more than "
+                            f"{{opt:n_eval_seqs}} {config.n_eval_seqs} (held out)")
+        return (windows[: -config.n_eval_seqs], windows[-config.n_eval_seqs:],
+                f"text {config.dataset} ({len(windows)} windows of {config.context_size})")
 
     if config.tokens_file is not None:
         from featlab.datasets.tokens import load_tokens
@@ -162,7 +201,7 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
         from featlab.models.protocol import check_hook_name
 
         check_hook_name(model, config.hook)
-    train_toks, eval_toks, where = _tokens(config, info.get("task"), int(model.cfg.n_ctx))
+    train_toks, eval_toks, where = _tokens(config, info.get("task"), int(model.cfg.n_ctx), model)
     if config.tokens_file is not None:
         from featlab.runs.checks import check_token_range
 
@@ -180,8 +219,10 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
             checkpoint_dir=out / CHECKPOINTS, checkpoint_every=config.checkpoint_every,
             checkpoint_seconds=config.checkpoint_seconds, progress=config.progress,
             hook_name=config.hook, model_name=str(config.model),
-            context_size=int(train_toks.shape[-1]), prepend_bos=False,
-            dataset_path=(str(config.tokens_file) if config.tokens_file is not None
+            context_size=int(train_toks.shape[-1]),
+            prepend_bos=config.dataset is not None and config.prepend_bos,
+            dataset_path=(config.dataset if config.dataset is not None
+                          else str(config.tokens_file) if config.tokens_file is not None
                           else f"featlab:{info['task']['name']}"),
         )  # fmt: skip
     eval_src = ActivationSource(model, config.hook, eval_toks, batch_size=config.model_batch_size)

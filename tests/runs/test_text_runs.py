@@ -1,0 +1,71 @@
+"""train-sae on text: --dataset is read with the model's own tokenizer, packed into
+--context-size windows, and the SAE's cfg.json says so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory):
+    """A tiny HF Llama saved with a BPE tokenizer trained on the offline corpus, and a text
+    file to read."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from featlab.datasets.corpus import stdlib_corpus, train_bpe_tokenizer
+    from featlab.models.hf.tiny import tiny_config
+
+    root = tmp_path_factory.mktemp("text")
+    text = stdlib_corpus(max_bytes=120_000)
+    (root / "corpus.txt").write_text(text, encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(train_bpe_tokenizer(text, root / "tok", 512))
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config("llama", vocab_size=512)).eval()
+    model.save_pretrained(root / "hf")
+    tokenizer.save_pretrained(root / "hf")
+    return root
+
+
+def test_train_sae_on_a_text_file(featlab, text_model) -> None:
+    root = text_model
+    run = featlab("train-sae", "--model", root / "hf", "--hook", "blocks.0.hook_resid_post",
+                  "--dataset", root / "corpus.txt", "--context-size", "32", "--width", "64",
+                  "--tokens", "4096", "--batch-size", "256", "--n-eval-seqs", "16",
+                  "--out", root / "sae", "--no-progress")
+    assert run.code == 0, run.err
+    assert "text" in run.out or "ce_loss_recovered" in run.out
+    cfg = json.loads((root / "sae" / "sae" / "cfg.json").read_text())
+    assert cfg["dataset_path"] == str(root / "corpus.txt")
+    assert cfg["context_size"] == 32 and cfg["prepend_bos"] is True
+    # the same command again loads the finished run; another dataset is another run
+    again = featlab("train-sae", "--model", root / "hf", "--hook", "blocks.0.hook_resid_post",
+                    "--dataset", root / "corpus.txt", "--context-size", "32", "--width", "64",
+                    "--tokens", "4096", "--batch-size", "256", "--n-eval-seqs", "16",
+                    "--out", root / "sae", "--no-progress")
+    assert again.code == 0, again.err
+    (root / "other.txt").write_text((root / "corpus.txt").read_text()[:60_000])
+    other = featlab("train-sae", "--model", root / "hf", "--hook", "blocks.0.hook_resid_post",
+                    "--dataset", root / "other.txt", "--context-size", "32", "--width", "64",
+                    "--tokens", "4096", "--batch-size", "256", "--n-eval-seqs", "16",
+                    "--out", root / "sae", "--no-progress")
+    assert other.code == 2 and "dataset" in other.err and "--overwrite" in other.err
+
+
+def test_dataset_mistakes_are_one_line(featlab, text_model, tmp_path) -> None:
+    root = text_model
+    base = ("train-sae", "--model", root / "hf", "--hook", "blocks.0.hook_resid_post",
+            "--out", tmp_path / "x")
+    missing = featlab(*base, "--dataset", tmp_path / "nope.txt")
+    assert missing.code == 2 and "--dataset" in missing.err and "no dataset at" in missing.err
+    both = featlab(*base, "--dataset", root / "corpus.txt", "--tokens-file", root / "x.pt")
+    assert both.code == 2 and "not both" in both.err
+    (tmp_path / "rows.jsonl").write_text('{"body": "some text"}\n')
+    column = featlab(*base, "--dataset", tmp_path / "rows.jsonl")
+    assert column.code == 2 and "--text-column" in column.err
+    assert "Traceback" not in missing.err + both.err + column.err
+    assert not (tmp_path / "x").exists()  # a refused command writes nothing
