@@ -24,6 +24,7 @@ from featlab.runs.demo import DemoConfig
 from featlab.runs.model import MQARModelConfig
 from featlab.runs.options import cli_command
 from featlab.runs.sae import SAERunConfig
+from featlab.runs.text_model import TextModelConfig
 
 app = typer.Typer(
     name="featlab",
@@ -44,7 +45,7 @@ def _root(
     """Hooked hybrid models, sparse autoencoders, probes, circuits and a feature browser."""
 
 
-# -- runs (train-model, train-sae, analyze, demo) -------------------------------------------
+# -- runs (train-model, train-lm, train-sae, analyze, demo) ---------------------------------
 def _train_model(config: MQARModelConfig) -> None:
     from featlab.runs.model import train_mqar_model
 
@@ -52,6 +53,17 @@ def _train_model(config: MQARModelConfig) -> None:
     typer.echo(run.table.to_string(index=False))
     how = {"done": " (a finished run, loaded)", "resume": " (resumed)", "new": ""}[run.status]
     typer.echo(f"model saved in {run.out}{how}")
+
+
+def _train_lm(config: TextModelConfig) -> None:
+    from featlab.runs.text_model import train_text_model
+
+    run = train_text_model(config)
+    for key, value in run.metrics.items():
+        typer.echo(f"{key:>22}: {value:.4g}" if isinstance(value, float) else
+                   f"{key:>22}: {value}")
+    how = {"done": " (a finished run, loaded)", "resume": " (resumed)", "new": ""}[run.status]
+    typer.echo(f"model and tokenizer saved in {run.out}{how}")
 
 
 def _train_sae(config: SAERunConfig) -> None:
@@ -84,6 +96,7 @@ def _demo(config: DemoConfig) -> None:
 
 
 cli_command(app, "train-model", MQARModelConfig, _train_model)
+cli_command(app, "train-lm", TextModelConfig, _train_lm)
 cli_command(app, "train-sae", SAERunConfig, _train_sae)
 cli_command(app, "analyze", AnalyzeRunConfig, _analyze)
 cli_command(app, "demo", DemoConfig, _demo)

@@ -210,17 +210,28 @@ def _token_id(tokenizer: Any, which: str | None) -> int | None:
 def text_windows(source: str | Path, tokenizer: Any, n_windows: int, context_size: int = 128,
                  *, text_column: str = "text", split: str = "train", prepend_bos: bool = True,
                  sequence_separator: str | None = "bos", shuffle: int = 1000,
-                 seed: int = 0) -> tuple[torch.Tensor, TextDataset]:
+                 seed: int = 0, held_out_every: int | None = None,
+                 part: str = "all") -> tuple[torch.Tensor, TextDataset]:
     """The first `n_windows` packed windows of `source` after a window shuffle buffer of
     `shuffle` (1: none), as ``[n, context_size]`` int64, and the `TextDataset` that says how.
 
     Documents are tokenized one at a time without special tokens; BOS is the packer's
-    business (``prepend_bos``, as SAELens's ``prepend_bos``). Memory: the buffer's windows."""
+    business (``prepend_bos``, as SAELens's ``prepend_bos``). Memory: the buffer's windows.
+
+    held_out_every / part: with ``held_out_every = n``, document i is held out when
+    ``i % n == 0``; `part` "train" reads the others, "held_out" those, "all" every one (the
+    split a language model trained by `featlab train-lm` records, so an SAE is evaluated and
+    analysed on text the model never saw)."""
     if n_windows < 1:
         raise ValueError(f"n_windows must be >= 1, got {n_windows}")
+    if part not in ("all", "train", "held_out"):
+        raise ValueError(f"part must be all, train or held_out, got {part!r}")
     bos = _token_id(tokenizer, "bos") if prepend_bos else None
     separator = _token_id(tokenizer, sequence_separator)
-    docs = read_documents(source, text_column, split)
+    docs: Iterable[str] = read_documents(source, text_column, split)
+    if held_out_every and part != "all":
+        held = part == "held_out"
+        docs = (d for i, d in enumerate(docs) if (i % held_out_every == 0) == held)
     ids = (tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in docs)
     windows = pack_windows(ids, context_size, begin_batch_token_id=bos,
                            sequence_separator_token_id=separator)

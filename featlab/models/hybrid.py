@@ -101,12 +101,21 @@ class HookedHybrid(HookedRootModule):
     def device(self) -> torch.device:
         return self.embed.W_E.device
 
+    def to_tokens(self, text: str | list[str], prepend_bos: bool = True) -> torch.Tensor:
+        """Token ids ``[batch, pos]`` of `text` with the model's tokenizer (set when the model
+        was trained on text and loaded from its folder); BOS first, as the text windows it
+        trained on open (`featlab.datasets.text`)."""
+        from featlab.models.tokenize import to_tokens
+
+        return to_tokens(self.tokenizer, text, prepend_bos, self.device, "HookedHybrid")
+
     # -- input checks ------------------------------------------------------------------------
     def _check_tokens(self, tokens: Any) -> torch.Tensor:
         if not isinstance(tokens, torch.Tensor):
             raise TypeError(
                 f"HookedHybrid takes token ids as a LongTensor [batch, pos], got "
-                f"{type(tokens).__name__}; it has no tokenizer"
+                f"{type(tokens).__name__}; for text use model.to_tokens(text) (a model trained "
+                "on text carries its tokenizer)"
             )
         if tokens.ndim == 1:
             tokens = tokens[None]

@@ -12,7 +12,9 @@ featlab's own folders hold ``model.safetensors`` + ``config.json``: ``{"format_v
 (`read_model_info`), and the task (e.g. the MQAR settings the model was trained on) lets
 `featlab train-sae` draw fresh data of the same task. Both files are written to temporary
 names and renamed, weights first, so a folder whose ``config.json`` exists holds complete
-weights. HF models are saved with `save_pretrained` plus featlab's notes
+weights. A model's ``tokenizer`` attribute, when set, is saved beside them in ``tokenizer/``
+(`save_pretrained`) and loaded back onto the model. HF models are saved with
+`save_pretrained` plus featlab's notes
 (`featlab.models.hf.loading`). This module imports torch only inside its functions.
 """
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+TOKENIZER_DIR = "tokenizer"
 _MODEL_CLASSES = ("HookedHybrid", "HookedTransformer")
 
 
@@ -85,6 +88,9 @@ def save_model(model: nn.Module, directory: str | Path, *,
     }
     if task is not None:
         meta["task"] = task
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
     atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
     atomic_write_bytes(directory / CONFIG_NAME,
                        json.dumps(meta, indent=2, default=str).encode())
@@ -185,6 +191,10 @@ def _load_featlab(directory: Path, device: str | torch.device) -> nn.Module:
         raise ValueError(
             f"{weights} does not match {name}({cfg}): missing {missing}, unexpected {unexpected}"
         )
+    if (directory / TOKENIZER_DIR).is_dir():
+        from transformers import AutoTokenizer
+
+        model.tokenizer = AutoTokenizer.from_pretrained(str(directory / TOKENIZER_DIR))
     return model.eval()
 
 

@@ -103,7 +103,10 @@ def analyze_run(config: AnalyzeRunConfig) -> Any:
         with user_errors("tokens"):
             tokens = load_tokens(config.tokens, config.n_seq)
     else:
-        tokens = task_tokens(task, config.n_seq or 1024, config.seed + 13)
+        # a language model's held-out documents: features are read on text it never saw
+        with user_errors("model"):
+            tokens = task_tokens(task, config.n_seq or 1024, config.seed + 13,
+                                 getattr(model, "tokenizer", None), part="held_out")
     with stop_on_signals():
         return analyze(
             model, saes, tokens, config.store, batch_size=config.batch_size,

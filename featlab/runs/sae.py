@@ -166,10 +166,27 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
     from featlab.runs.tasks import task_tokens
 
     assert task is not None  # checked by SAERunConfig.check
-    n_seq = math.ceil(config.tokens / n_ctx)
-    return (task_tokens(task, n_seq, config.seed),
-            task_tokens(task, config.n_eval_seqs, config.seed + 10_007),
-            f"fresh {task['name']} sequences (the model's task)")
+    n_seq = math.ceil(config.tokens / int(task.get("context_size", n_ctx)))
+    tokenizer = getattr(model, "tokenizer", None)
+    with user_errors("model"):
+        train = task_tokens(task, n_seq, config.seed, tokenizer, part="train")
+        held = task_tokens(task, config.n_eval_seqs, config.seed + 10_007, tokenizer,
+                           part="held_out")
+    where = (f"the model's text {task['dataset']} (held-out documents for the metrics)"
+             if task["name"] == "text" else f"fresh {task['name']} sequences (the model's task)")
+    return train, held, where
+
+
+def _data_record(config: SAERunConfig, info: dict[str, Any]) -> dict[str, Any]:
+    """What the SAE's cfg.json says it was trained on: dataset_path and prepend_bos."""
+    if config.dataset is not None:
+        return {"dataset_path": config.dataset, "prepend_bos": config.prepend_bos}
+    if config.tokens_file is not None:  # ids as given: featlab adds no BOS
+        return {"dataset_path": str(config.tokens_file), "prepend_bos": False}
+    task = info["task"]
+    if task["name"] == "text":
+        return {"dataset_path": task["dataset"], "prepend_bos": bool(task["prepend_bos"])}
+    return {"dataset_path": f"featlab:{task['name']}", "prepend_bos": False}
 
 
 def train_sae_run(config: SAERunConfig) -> SAERun:
@@ -219,11 +236,7 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
             checkpoint_dir=out / CHECKPOINTS, checkpoint_every=config.checkpoint_every,
             checkpoint_seconds=config.checkpoint_seconds, progress=config.progress,
             hook_name=config.hook, model_name=str(config.model),
-            context_size=int(train_toks.shape[-1]),
-            prepend_bos=config.dataset is not None and config.prepend_bos,
-            dataset_path=(config.dataset if config.dataset is not None
-                          else str(config.tokens_file) if config.tokens_file is not None
-                          else f"featlab:{info['task']['name']}"),
+            context_size=int(train_toks.shape[-1]), **_data_record(config, info),
         )  # fmt: skip
     eval_src = ActivationSource(model, config.hook, eval_toks, batch_size=config.model_batch_size)
     metrics = evaluate(sae, eval_src.collect(), model=model, tokens=eval_toks).to_dict()

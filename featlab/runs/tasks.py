@@ -30,8 +30,23 @@ def task_config(task: dict[str, Any]) -> Any:
                     "for; pass a tokens file ({opt:tokens_file})")
 
 
-def task_tokens(task: dict[str, Any], n_seq: int, seed: int) -> Any:
-    """`[n_seq, seq_len]` fresh inputs of `task`."""
+def task_tokens(task: dict[str, Any], n_seq: int, seed: int, tokenizer: Any = None,
+                part: str = "train") -> Any:
+    """`[n_seq, seq_len]` inputs of `task`: fresh MQAR sequences, or windows of the text a
+    language model was trained on (`part` "train" or "held_out": its documents, split as
+    `featlab train-lm` split them), read with the model's `tokenizer`."""
+    if task.get("name") == "text":
+        from featlab.datasets.text import text_windows
+
+        if tokenizer is None:
+            raise UserError("the model records a text task but carries no tokenizer; pass "
+                            "{opt:tokens_file}")
+        windows, _ = text_windows(
+            task["dataset"], tokenizer, n_seq, int(task["context_size"]),
+            text_column=task.get("text_column", "text"),
+            prepend_bos=bool(task.get("prepend_bos", True)), seed=seed,
+            held_out_every=task.get("held_out_every"), part=part)
+        return windows
     from featlab.datasets.mqar import make_mqar
 
     return make_mqar(task_config(task), n_seq, seed=seed).inputs

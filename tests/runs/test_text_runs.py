@@ -40,6 +40,7 @@ def test_train_sae_on_a_text_file(featlab, text_model) -> None:
     assert run.code == 0, run.err
     assert "text" in run.out or "ce_loss_recovered" in run.out
     cfg = json.loads((root / "sae" / "sae" / "cfg.json").read_text())
+    cfg = cfg["metadata"]  # SAELens keeps these under metadata
     assert cfg["dataset_path"] == str(root / "corpus.txt")
     assert cfg["context_size"] == 32 and cfg["prepend_bos"] is True
     # the same command again loads the finished run; another dataset is another run
@@ -69,3 +70,51 @@ def test_dataset_mistakes_are_one_line(featlab, text_model, tmp_path) -> None:
     assert column.code == 2 and "--text-column" in column.err
     assert "Traceback" not in missing.err + both.err + column.err
     assert not (tmp_path / "x").exists()  # a refused command writes nothing
+
+
+def test_language_model_chain_reads_as_text(featlab, tmp_path) -> None:
+    """train-lm on the offline corpus -> train-sae from the model's recorded text (no token
+    flags) -> analyze on held-out documents: the store's examples are readable text."""
+    from featlab.models import load_model
+    from featlab.store import open_store
+
+    lm = featlab("train-lm", "--layers", "gdn,attn", "--d-model", "32", "--n-heads", "2",
+                 "--vocab-size", "512", "--corpus-bytes", "150000", "--context-size", "32",
+                 "--steps", "30", "--batch-size", "8", "--out", tmp_path / "lm", "--no-progress")
+    assert lm.code == 0, lm.err
+    assert "bits_per_byte" in lm.out
+    model = load_model(tmp_path / "lm")
+    assert model.tokenizer is not None and len(model.tokenizer) == model.cfg.d_vocab
+    ids = model.to_tokens("def f(x):")
+    assert ids[0, 0] == model.tokenizer.bos_token_id
+    sae = featlab("train-sae", "--model", tmp_path / "lm", "--hook", "blocks.1.hook_resid_post",
+                  "--width", "64", "--k", "4", "--tokens", "2048", "--batch-size", "256",
+                  "--n-eval-seqs", "8", "--out", tmp_path / "sae", "--no-progress")
+    assert sae.code == 0, sae.err
+    assert "held-out documents" in sae.out
+    cfg = json.loads((tmp_path / "sae" / "sae" / "cfg.json").read_text())["metadata"]
+    assert cfg["prepend_bos"] is True and cfg["context_size"] == 32
+    assert cfg["dataset_path"].endswith("corpus.txt")
+    res = featlab("analyze", "--model", tmp_path / "lm", "--sae", tmp_path / "sae",
+                  "--n-seq", "16", "--batch-size", "8", "--n-examples", "3",
+                  "--store", tmp_path / "store", "--no-progress")
+    assert res.code == 0, res.err
+    store = open_store(tmp_path / "store")
+    vocab = store.vocab().sort_values("token_id")["token"].tolist()
+    assert vocab[model.tokenizer.bos_token_id] == "<|endoftext|>"
+    assert sum(t.startswith(" ") for t in vocab) > 50  # word pieces, not ids
+    feats, _ = store.features("sae", limit=64)
+    live = int(feats.loc[~feats["dead"], "feature"].iloc[0])
+    card = store.feature_card("sae", live)
+    words = "".join(card.examples["tokens"].iloc[0])
+    assert any(c.isalpha() for c in words)
+
+
+def test_train_lm_mistakes_are_one_line(featlab, tmp_path) -> None:
+    missing = featlab("train-lm", "--dataset", tmp_path / "nope.txt", "--out", tmp_path / "x")
+    assert missing.code == 2 and "--dataset" in missing.err and "Traceback" not in missing.err
+    (tmp_path / "tiny.txt").write_text("too little text\n")
+    small = featlab("train-lm", "--dataset", tmp_path / "tiny.txt", "--tokenizer",
+                    tmp_path / "nope", "--out", tmp_path / "y")
+    assert small.code == 2 and "--tokenizer" in small.err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

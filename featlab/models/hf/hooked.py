@@ -292,16 +292,11 @@ class HookedHFModel(HookedRootModule):
         return self.W_E.device
 
     def to_tokens(self, text: str | list[str], prepend_bos: bool | None = None) -> torch.Tensor:
-        """Token ids ``[batch, pos]`` of `text` with the model's tokenizer."""
-        if self.tokenizer is None:
-            raise ValueError(f"this {self.cfg.model_type} model has no tokenizer; pass token "
-                             "ids, or load it from a folder that holds one")
-        texts = [text] if isinstance(text, str) else list(text)
-        ids = self.tokenizer(texts, return_tensors="pt", padding=len(texts) > 1)["input_ids"]
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        if prepend_bos and bos is not None and not bool((ids[:, 0] == bos).all()):
-            ids = torch.cat([torch.full((len(ids), 1), bos), ids], dim=1)
-        return ids.to(self.device)
+        """Token ids ``[batch, pos]`` of `text` with the model's tokenizer (its own special
+        tokens; `prepend_bos` adds BOS where the tokenizer did not)."""
+        from featlab.models.tokenize import to_tokens
+
+        return to_tokens(self.tokenizer, text, prepend_bos, self.device, self.cfg.model_type)
 
     def forward(self, tokens: torch.Tensor, return_type: str | None = "logits",
                 loss_per_token: bool = False, stop_at_layer: int | None = None,
