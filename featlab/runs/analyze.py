@@ -16,6 +16,12 @@ from typing import Any
 
 from featlab.errors import UserError
 from featlab.runs.options import check_options, coerce_fields, option
+from featlab.runs.text_input import (
+    context_size_field,
+    dataset_field,
+    prepend_bos_field,
+    text_column_field,
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,12 @@ class AnalyzeRunConfig:
                                  "folder's name); repeatable.", repeat=True)
     tokens: Path | None = option(None, "Token ids [n_seq, pos] (.pt/.npy/.safetensors); "
                                  "default: fresh sequences of the model's task.")
-    n_seq: int | None = option(None, "Use the first N sequences (model's task: draw N, "
-                               "default 1024).", gt=0)
+    dataset: str | None = dataset_field()
+    text_column: str = text_column_field()
+    context_size: int = context_size_field()
+    prepend_bos: bool = prepend_bos_field()
+    n_seq: int | None = option(None, "Use the first N sequences (model's task or --dataset: "
+                               "draw N, default 1024).", gt=0)
     store: Path = option(Path("results/store"), "Feature store folder to fill.")
     batch_size: int = option(32, "Sequences per batch.", gt=0)
     n_examples: int = option(20, "Top examples (and samples per band) per feature.", gt=0)
@@ -71,11 +81,15 @@ class AnalyzeRunConfig:
             if hook:
                 checks.check_hook(info, hook, option="sae")
             dirs[sid] = sae_dir
+        if self.dataset is not None and self.tokens is not None:
+            raise UserError("pass {opt:dataset} or {opt:tokens}, not both")
         checks.check_tokens_file(self.tokens, "tokens")
+        checks.check_dataset(self.dataset, "dataset")
         checks.check_store_folder(self.store)
-        if self.tokens is None and not isinstance(info.get("task"), dict):
+        if (self.tokens is None and self.dataset is None
+                and not isinstance(info.get("task"), dict)):
             raise UserError(f"the model in {self.model} records no task to draw sequences "
-                            "from; pass {opt:tokens}")
+                            "from; pass {opt:dataset} or {opt:tokens}")
         return info, dirs
 
 
@@ -102,6 +116,10 @@ def analyze_run(config: AnalyzeRunConfig) -> Any:
 
         with user_errors("tokens"):
             tokens = load_tokens(config.tokens, config.n_seq)
+    elif config.dataset is not None:
+        from featlab.runs.text_input import dataset_windows
+
+        tokens = dataset_windows(config, model, config.n_seq or 1024, config.seed + 13)
     else:
         # a language model's held-out documents: features are read on text it never saw
         with user_errors("model"):

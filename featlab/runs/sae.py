@@ -25,6 +25,12 @@ from typing import Any
 
 from featlab.errors import UserError
 from featlab.runs.options import check_options, coerce_fields, option, result_settings
+from featlab.runs.text_input import (
+    context_size_field,
+    dataset_field,
+    prepend_bos_field,
+    text_column_field,
+)
 
 COMMAND = "train-sae"
 SAE_DIR, CHECKPOINTS, METRICS = "sae", "checkpoints", "metrics.json"
@@ -46,13 +52,10 @@ class SAERunConfig:
     tokens: int = option(200_000, "Training activations (tokens) to draw.", gt=0)
     tokens_file: Path | None = option(None, "Token ids [n_seq, pos] (.pt/.npy/.safetensors); "
                                       "default: fresh sequences of the model's task.")
-    dataset: str | None = option(None, "Text to train on: a .txt/.jsonl/.parquet file, a "
-                                 "folder (.txt files or datasets.save_to_disk) or hf:<name>; "
-                                 "tokenized with the model's tokenizer.")
-    text_column: str = option("text", "The --dataset column that holds the text.")
-    context_size: int = option(128, "Tokens per --dataset window.", gt=1)
-    prepend_bos: bool = option(True, "Open every --dataset window with the BOS token "
-                               "(SAELens's prepend_bos).")
+    dataset: str | None = dataset_field()
+    text_column: str = text_column_field()
+    context_size: int = context_size_field()
+    prepend_bos: bool = prepend_bos_field()
     batch_size: int = option(1024, "SAE training batch (activation rows).", gt=0)
     lr: float | None = option(None, "Learning rate (default 2e-4 / sqrt(width / 2^14)).", gt=0)
     seed: int = option(0, "Seed for data order, init and training.", ge=0)
@@ -132,19 +135,10 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
     from featlab.runs.checks import user_errors
 
     if config.dataset is not None:
-        from featlab.datasets.text import text_windows
+        from featlab.runs.text_input import dataset_windows, windows_for_tokens
 
-        tokenizer = getattr(model, "tokenizer", None)
-        if tokenizer is None:
-            raise UserError(f"the model in {config.model} has no tokenizer to read "
-                            "{opt:dataset} with; save it with one (save_pretrained) or pass "
-                            "{opt:tokens_file}")
-        n_train = math.ceil(config.tokens / config.context_size)
-        with user_errors("dataset"):
-            windows, _ = text_windows(
-                config.dataset, tokenizer, n_train + config.n_eval_seqs, config.context_size,
-                text_column=config.text_column, prepend_bos=config.prepend_bos,
-                seed=config.seed)
+        n_train = windows_for_tokens(config.tokens, config.context_size)
+        windows = dataset_windows(config, model, n_train + config.n_eval_seqs, config.seed)
         if len(windows) <= config.n_eval_seqs:
             raise UserError(f"{{opt:dataset}} {config.dataset} gives {len(windows)} windows of "
                             f"{config.context_size} tokens; it needs more than "

@@ -55,6 +55,16 @@ def test_train_sae_on_a_text_file(featlab, text_model) -> None:
                     "--tokens", "4096", "--batch-size", "256", "--n-eval-seqs", "16",
                     "--out", root / "sae", "--no-progress")
     assert other.code == 2 and "dataset" in other.err and "--overwrite" in other.err
+    from featlab.store import open_store
+
+    res = featlab("analyze", "--model", root / "hf", "--sae", root / "sae", "--dataset",
+                  root / "corpus.txt", "--context-size", "32", "--n-seq", "16",
+                  "--batch-size", "8", "--n-examples", "3", "--store", root / "store",
+                  "--no-progress")
+    assert res.code == 0, res.err
+    store = open_store(root / "store")
+    vocab = store.vocab().sort_values("token_id")["token"].tolist()
+    assert sum(t.startswith(" ") for t in vocab) > 50  # the tokenizer's strings
 
 
 def test_dataset_mistakes_are_one_line(featlab, text_model, tmp_path) -> None:
