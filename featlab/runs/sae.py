@@ -129,6 +129,15 @@ def _identity(config: SAERunConfig) -> dict[str, Any]:
     return settings
 
 
+def _hold_out(rows: Any, config: SAERunConfig, option: str, what: str) -> tuple[Any, Any]:
+    """(train rows, the last n_eval_seqs rows held out for the metrics)."""
+    if len(rows) <= config.n_eval_seqs:
+        raise UserError(f"{{opt:{option}}} {getattr(config, option)} gives {len(rows)} {what}; "
+                        f"it needs more than {{opt:n_eval_seqs}} {config.n_eval_seqs} (held "
+                        "out for the metrics)")
+    return rows[: -config.n_eval_seqs], rows[-config.n_eval_seqs:]
+
+
 def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
             model: Any) -> tuple[Any, Any, str]:
     """(train tokens, held-out tokens, where they came from)."""
@@ -139,11 +148,8 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
 
         n_train = windows_for_tokens(config.tokens, config.context_size)
         windows = dataset_windows(config, model, n_train + config.n_eval_seqs, config.seed)
-        if len(windows) <= config.n_eval_seqs:
-            raise UserError(f"{{opt:dataset}} {config.dataset} gives {len(windows)} windows of "
-                            f"{config.context_size} tokens; it needs more than "
-                            f"{{opt:n_eval_seqs}} {config.n_eval_seqs} (held out)")
-        return (windows[: -config.n_eval_seqs], windows[-config.n_eval_seqs:],
+        return (*_hold_out(windows, config, "dataset", f"windows of {config.context_size} "
+                           "tokens"),
                 f"text {config.dataset} ({len(windows)} windows of {config.context_size})")
 
     if config.tokens_file is not None:
@@ -151,11 +157,7 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
 
         with user_errors("tokens_file"):
             all_toks = load_tokens(config.tokens_file)
-        if len(all_toks) <= config.n_eval_seqs:
-            raise UserError(f"{{opt:tokens_file}} {config.tokens_file} has {len(all_toks)} "
-                            f"sequences; it needs more than {{opt:n_eval_seqs}} "
-                            f"{config.n_eval_seqs} (held out for the metrics)")
-        return (all_toks[: -config.n_eval_seqs], all_toks[-config.n_eval_seqs:],
+        return (*_hold_out(all_toks, config, "tokens_file", "sequences"),
                 f"tokens file {config.tokens_file}")
     from featlab.runs.tasks import task_tokens
 
