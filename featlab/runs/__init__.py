@@ -22,6 +22,8 @@ _EXPORTS = {
     **dict.fromkeys(("RunFolder", "read_run"), "featlab.runs.folder"),
     **dict.fromkeys(("MQARModelConfig", "MQARRun", "train_mqar_model"), "featlab.runs.model"),
     **dict.fromkeys(("SAERun", "SAERunConfig", "train_sae_run"), "featlab.runs.sae"),
+    **dict.fromkeys(("TextModelConfig", "TextModelRun", "train_text_model"),
+                    "featlab.runs.text_model"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 __all__ = sorted(_EXPORTS)
