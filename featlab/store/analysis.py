@@ -34,7 +34,12 @@ from featlab._fingerprint import settings_fingerprint
 from featlab._interrupt import stop_requested
 from featlab.errors import Interrupted, RunConflict, UserError
 from featlab.store import dictionary as dic
-from featlab.store.examples import auto_explanations, example_table, top_peak_tokens
+from featlab.store.examples import (
+    auto_explanations,
+    example_table,
+    top_peak_bigrams,
+    top_peak_tokens,
+)
 from featlab.store.ids import claim_ids, fingerprints, read_state, run_key
 from featlab.store.schema import STATE_DIR
 from featlab.store.stream import FeatureStream
@@ -365,7 +370,8 @@ def _write_tables(
         if w_u is not None and w_u.shape[0] == w_dec.shape[1]:
             write_part(root, "logits", dic.logit_effects(sid, w_dec, w_u.detach().cpu(),
                                                          cfg.n_logits), name=sid)
-        write_part(root, "explanations", auto_explanations(sid, peak_tokens, strings),
+        bigrams = top_peak_bigrams(examples, w_dec.shape[0])
+        write_part(root, "explanations", auto_explanations(sid, peak_tokens, strings, bigrams),
                    name=f"auto-{sid}")
         c = sae.cfg
         config = c.to_json() if hasattr(c, "to_json") else json.dumps(

@@ -91,19 +91,45 @@ def top_peak_tokens(examples: pa.Table, d_sae: int) -> list[list[tuple[int, int]
     return out
 
 
+def top_peak_bigrams(examples: pa.Table, d_sae: int) -> list[list[tuple[tuple[int, int], int]]]:
+    """Per feature, ((token before the peak, peak token), count) over its top examples, most
+    common first; examples whose peak opens the window have no bigram."""
+    feat = examples.column("feature").to_numpy()
+    band = np.asarray(examples.column("band").to_pylist(), dtype=object)
+    offset = examples.column("pos").to_numpy() - examples.column("start").to_numpy()
+    ids = examples.column("token_ids").to_pylist()
+    out: list[list[tuple[tuple[int, int], int]]] = [[] for _ in range(d_sae)]
+    by_feat: dict[int, Counter] = {}
+    for row in np.flatnonzero(band == "top").tolist():
+        at = int(offset[row])
+        if 0 < at < len(ids[row]):
+            pair = (int(ids[row][at - 1]), int(ids[row][at]))
+            by_feat.setdefault(int(feat[row]), Counter())[pair] += 1
+    for f_, counter in by_feat.items():
+        out[f_] = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+    return out
+
+
 def auto_explanations(
-    sid: str, peak_tokens: list[list[tuple[int, int]]], strings: list[str]
+    sid: str, peak_tokens: list[list[tuple[int, int]]], strings: list[str],
+    bigrams: list[list[tuple[tuple[int, int], int]]] | None = None,
 ) -> pd.DataFrame:
-    """Heuristic label: the most frequent tokens at the peak of the top examples."""
+    """Cheap labels, stored with source "auto": the most frequent tokens at the peak of the
+    top examples and, when one recurs, the most frequent (previous token, peak token) pair,
+    e.g. ``peaks on ' (' (7/10), '[' (2/10); most often ' f' ' (' (4/10)``."""
+    def name(t: int) -> str:
+        return repr(strings[t]) if t < len(strings) else f"#{t}"
+
     rows = []
     stamp = now_iso()
     for f_, counts in enumerate(peak_tokens):
         if not counts:
             continue
         total = sum(c for _, c in counts)
-        shown = ", ".join(
-            f"{strings[t]!r} ({c}/{total})" if t < len(strings) else f"#{t} ({c}/{total})"
-            for t, c in counts[:3]
-        )
-        rows.append((sid, f_, f"peaks on {shown}", "auto", stamp))
+        text = "peaks on " + ", ".join(f"{name(t)} ({c}/{total})" for t, c in counts[:3])
+        pairs = bigrams[f_] if bigrams is not None else []
+        if pairs and pairs[0][1] > 1:
+            (before, peak), c = pairs[0]
+            text += f"; most often {name(before)} {name(peak)} ({c}/{total})"
+        rows.append((sid, f_, text, "auto", stamp))
     return pd.DataFrame(rows, columns=["sae_id", "feature", "text", "source", "updated_at"])

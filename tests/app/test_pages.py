@@ -154,3 +154,14 @@ def test_compare_page_is_one_store_query_per_page(client, monkeypatch) -> None:
             best = nb.loc[nb["value"].abs().idxmax()]
             assert r.match == best["other_feature"]
             assert r.cosine == pytest.approx(best["value"])
+
+
+def test_an_automatic_explanation_is_labelled_as_such(client, synthetic_store) -> None:
+    from featlab.store import open_store
+
+    store = open_store(synthetic_store)
+    feature = next(f for f in range(store.n_features(SAE))
+                   if store.feature_card(SAE, f).explanation_source == "auto")
+    status, body = render_url(client, f"/sae/{SAE}/feature/{feature}")
+    assert status == 200
+    assert b"automatic: the tokens at the peaks of the top examples" in body

@@ -152,8 +152,8 @@ def layout(sae_id: str | None = None, feature: str | None = None, **_: Any) -> A
                     html.Div(
                         [
                             html.H4(["Explanation ", html.Span(
-                                f"({card.explanation_source})" if card.explanation else "(none)",
-                                className="muted", id="explanation-source")]),
+                                _source_label(card), className="muted",
+                                id="explanation-source")]),
                             dcc.Textarea(id="explanation-text", value=explanation,
                                          maxLength=max_explanation_chars(),
                                          className="explanation"),
@@ -184,6 +184,14 @@ def layout(sae_id: str | None = None, feature: str | None = None, **_: Any) -> A
         ],
         id="feature-page",
     )
+
+
+def _source_label(card: Any) -> str:
+    if not card.explanation:
+        return "(none)"
+    if card.explanation_source == "auto":  # a heuristic, not a reading: say so
+        return "(automatic: the tokens at the peaks of the top examples; edit to replace)"
+    return f"({card.explanation_source})"
 
 
 def max_explanation_chars() -> int:
