@@ -197,6 +197,16 @@ class TextDataset:
         return asdict(self)
 
 
+def tokenizer_identity(tokenizer: Any) -> str:
+    """``<name or folder>#<hash of the vocabulary>``: the same name with another vocabulary
+    (a retrained tokenizer in the same folder) is another tokenizer."""
+    import hashlib
+
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    digest = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()[:12]
+    return f"{getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__}#{digest}"
+
+
 def _token_id(tokenizer: Any, which: str | None) -> int | None:
     if which is None:
         return None
@@ -245,7 +255,7 @@ def text_windows(source: str | Path, tokenizer: Any, n_windows: int, context_siz
                          "or a smaller context size")
     identity = TextDataset(
         dataset=str(source), text_column=text_column, split=split,
-        tokenizer=str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__)),
+        tokenizer=tokenizer_identity(tokenizer),
         context_size=context_size, prepend_bos=prepend_bos,
         sequence_separator=sequence_separator, shuffle_buffer=shuffle, seed=seed,
     )

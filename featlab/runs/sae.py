@@ -173,16 +173,20 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
     return train, held, where
 
 
-def _data_record(config: SAERunConfig, info: dict[str, Any]) -> dict[str, Any]:
-    """What the SAE's cfg.json says it was trained on: dataset_path and prepend_bos."""
-    if config.dataset is not None:
-        return {"dataset_path": config.dataset, "prepend_bos": config.prepend_bos}
+def _data_record(config: SAERunConfig, info: dict[str, Any], model: Any) -> dict[str, Any]:
+    """What the SAE's cfg.json says it was trained on: dataset_path, prepend_bos and, for
+    text, the tokenizer."""
     if config.tokens_file is not None:  # ids as given: featlab adds no BOS
         return {"dataset_path": str(config.tokens_file), "prepend_bos": False}
-    task = info["task"]
-    if task["name"] == "text":
-        return {"dataset_path": task["dataset"], "prepend_bos": bool(task["prepend_bos"])}
-    return {"dataset_path": f"featlab:{task['name']}", "prepend_bos": False}
+    task = info.get("task") or {}
+    if config.dataset is None and task.get("name") != "text":
+        return {"dataset_path": f"featlab:{task['name']}", "prepend_bos": False}
+    from featlab.datasets.text import tokenizer_identity
+
+    text = {"tokenizer_name": tokenizer_identity(model.tokenizer)}
+    if config.dataset is not None:
+        return {"dataset_path": config.dataset, "prepend_bos": config.prepend_bos, **text}
+    return {"dataset_path": task["dataset"], "prepend_bos": bool(task["prepend_bos"]), **text}
 
 
 def train_sae_run(config: SAERunConfig) -> SAERun:
@@ -232,7 +236,7 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
             checkpoint_dir=out / CHECKPOINTS, checkpoint_every=config.checkpoint_every,
             checkpoint_seconds=config.checkpoint_seconds, progress=config.progress,
             hook_name=config.hook, model_name=str(config.model),
-            context_size=int(train_toks.shape[-1]), **_data_record(config, info),
+            context_size=int(train_toks.shape[-1]), **_data_record(config, info, model),
         )  # fmt: skip
     eval_src = ActivationSource(model, config.hook, eval_toks, batch_size=config.model_batch_size)
     metrics = evaluate(sae, eval_src.collect(), model=model, tokens=eval_toks).to_dict()

@@ -31,9 +31,10 @@ class SAEConfig:
     metadata; nothing in featlab's maths reads them): model_name, hook_name; context_size:
     tokens per sequence the activations came from (None: unknown); dataset_path: where the
     tokens came from, e.g. a file path or "featlab:mqar" for a featlab task (None: unknown);
-    prepend_bos: whether each sequence started with a BOS token the caller added (featlab's
-    pipelines never add one, hence False; None: unknown, e.g. a SAELens directory that did
-    not say).
+    prepend_bos: whether each sequence started with a BOS token the caller added (False for
+    token ids used as given; True for featlab's text windows; None: unknown, e.g. a SAELens
+    directory that did not say); tokenizer_name: the tokenizer that made the tokens from text
+    (its name or folder and a hash of its vocabulary; None: no text, or unknown).
     """
 
     kind: str
@@ -48,6 +49,7 @@ class SAEConfig:
     context_size: int | None = None
     dataset_path: str | None = None
     prepend_bos: bool | None = False
+    tokenizer_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.context_size is not None and self.context_size <= 0:

@@ -167,6 +167,7 @@ def describe_sae(path: str | Path) -> dict[str, Any]:
         "context_size": sae.cfg.context_size,
         "dataset_path": sae.cfg.dataset_path,
         "prepend_bos": sae.cfg.prepend_bos,
+        "tokenizer_name": sae.cfg.tokenizer_name,
         "hparams": dict(sae.cfg.hparams),
     }
     if (path / SPARSITY_FILE).is_file():

@@ -113,12 +113,13 @@ def make_config(
     context_size: int | None = None,
     dataset_path: str | None = None,
     prepend_bos: bool | None = False,
+    tokenizer_name: str | None = None,
     **hparams: Any,
 ) -> SAEConfig:
     """Validated `SAEConfig`; unknown hyperparameters raise a TypeError listing valid ones.
 
-    k is dropped (None) for the kinds without one (`uses_k`). context_size, dataset_path and
-    prepend_bos record what the SAE was trained on (see `SAEConfig`)."""
+    k is dropped (None) for the kinds without one (`uses_k`). context_size, dataset_path,
+    prepend_bos and tokenizer_name record what the SAE was trained on (see `SAEConfig`)."""
     name = canonical_kind(kind)
     cls = SAE_KINDS[name]
     if not uses_k(name):
@@ -138,6 +139,7 @@ def make_config(
         context_size=context_size,
         dataset_path=dataset_path,
         prepend_bos=prepend_bos,
+        tokenizer_name=tokenizer_name,
     )
 
 

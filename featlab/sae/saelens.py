@@ -112,6 +112,8 @@ def cfg_dict(sae: SparseAutoencoder) -> dict[str, Any]:
             "context_size": cfg.context_size,
             "prepend_bos": cfg.prepend_bos,
             "dataset_path": cfg.dataset_path,
+            # not a SAELens field (its metadata keeps any key); only when there was text
+            **({"tokenizer_name": cfg.tokenizer_name} if cfg.tokenizer_name else {}),
         },
         "featlab": cfg.to_dict(),
     }
@@ -233,6 +235,7 @@ def from_saelens(
         "context_size": int(context) if context is not None and int(context) > 0 else None,
         "dataset_path": fact("dataset_path") or None,
         "prepend_bos": None if fact("prepend_bos") is None else bool(fact("prepend_bos")),
+        "tokenizer_name": fact("tokenizer_name") or None,
     }
     w = {name: t.to(torch.float64) for name, t in weights.items()}
     extra: dict[str, Tensor] = {}

@@ -113,7 +113,7 @@ def test_text_windows_with_the_offline_tokenizer(tmp_path) -> None:
     assert windows.shape == (64, 32) and windows.dtype == torch.long
     assert (windows[:, 0] == tok.bos_token_id).all()  # prepend_bos: every window opens with BOS
     assert identity.context_size == 32 and identity.prepend_bos
-    assert identity.tokenizer == str(tmp_path / "tok")
+    assert identity.tokenizer.startswith(str(tmp_path / "tok") + "#")
     # the text survives: a window decodes to a piece of the corpus
     piece = tok.decode(windows[0, 1:].tolist())
     assert any(piece[:40] in doc for doc in text.split(SEPARATOR))

@@ -43,6 +43,8 @@ def test_train_sae_on_a_text_file(featlab, text_model) -> None:
     cfg = cfg["metadata"]  # SAELens keeps these under metadata
     assert cfg["dataset_path"] == str(root / "corpus.txt")
     assert cfg["context_size"] == 32 and cfg["prepend_bos"] is True
+    name, _, digest = cfg["tokenizer_name"].rpartition("#")
+    assert name == str(root / "hf") and len(digest) == 12  # the tokenizer, by vocabulary hash
     # the same command again loads the finished run; another dataset is another run
     again = featlab("train-sae", "--model", root / "hf", "--hook", "blocks.0.hook_resid_post",
                     "--dataset", root / "corpus.txt", "--context-size", "32", "--width", "64",
@@ -105,6 +107,7 @@ def test_language_model_chain_reads_as_text(featlab, tmp_path) -> None:
     cfg = json.loads((tmp_path / "sae" / "sae" / "cfg.json").read_text())["metadata"]
     assert cfg["prepend_bos"] is True and cfg["context_size"] == 32
     assert cfg["dataset_path"].endswith("corpus.txt")
+    assert cfg["tokenizer_name"].startswith(str(tmp_path / "lm" / "tokenizer") + "#")
     res = featlab("analyze", "--model", tmp_path / "lm", "--sae", tmp_path / "sae",
                   "--n-seq", "16", "--batch-size", "8", "--n-examples", "3",
                   "--store", tmp_path / "store", "--no-progress")
