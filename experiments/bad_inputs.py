@@ -94,6 +94,25 @@ CASES = [
                                      "--batch-size", "256", "--lr", "1e4", "--no-progress",
                                      "--out", "{ws}/diverged"), 1, "diverged", slow=True,
          refused=False),
+    Case("dataset and tokens file", ("train-sae", "--model", "{ws}/model", "--hook", HOOK,
+                                     "--dataset", "{ws}/text.txt", "--tokens-file",
+                                     "{ws}/tokens.txt", "--out", "{ws}/new"), 2, "not both"),
+    Case("missing dataset", ("train-sae", "--model", "{ws}/model", "--hook", HOOK, "--dataset",
+                             "{ws}/nope.txt", "--out", "{ws}/new"), 2, "--dataset"),
+    Case("dataset for a model without a tokenizer",
+         ("train-sae", "--model", "{ws}/model", "--hook", HOOK, "--dataset", "{ws}/text.txt",
+          "--out", "{ws}/new"), 2, "no tokenizer", slow=True),
+    Case("train-lm: missing dataset", ("train-lm", "--dataset", "{ws}/nope.jsonl",
+                                       "--out", "{ws}/new"), 2, "--dataset"),
+    Case("train-lm: missing tokenizer", ("train-lm", "--dataset", "{ws}/text.txt",
+                                         "--tokenizer", "{ws}/nope", "--out", "{ws}/new"), 2,
+         "--tokenizer"),
+    Case("train-lm: context of one token", ("train-lm", "--context-size", "1",
+                                            "--out", "{ws}/new"), 2, "--context-size"),
+    Case("analyze: dataset and tokens", ("analyze", "--model", "{ws}/model", "--sae", "{ws}/sae",
+                                         "--dataset", "{ws}/text.txt", "--tokens",
+                                         "{ws}/tokens.txt", "--store", "{ws}/new"), 2,
+         "not both"),
     Case("missing SAE", ("analyze", "--model", "{ws}/model", "--sae", "{ws}/nope",
                          "--store", "{ws}/new"), 2, "--sae"),
     Case("model given as SAE", ("analyze", "--model", "{ws}/model", "--sae", "{ws}/model",
@@ -165,6 +184,7 @@ def make_workspace(ws: Path) -> None:
         data = (ws / "model" / f).read_bytes()
         (ws / "truncated" / f).write_bytes(data if f == "config.json" else data[: len(data) // 2])
     (ws / "tokens.txt").write_text("1 2 3")
+    (ws / "text.txt").write_text("Some English text.\n\nA second paragraph of it.\n")
     torch.save(torch.rand(40, 16), ws / "float.pt")
 
 
