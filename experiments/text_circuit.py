@@ -36,7 +36,7 @@ SIZES = {
     "default": dict(layers=("gdn", "attn", "gdn", "attn"), d_model=128, n_heads=4,
                     vocab=4096, corpus=2_500_000, context=128, steps=300, batch=32,
                     d_sae=1024, k=16, sae_tokens=150_000, n_prompts=48, prefix=24, words=3,
-                    ig_steps=8, budgets=(1, 2, 4, 8, 16, 32, 64)),
+                    ig_steps=8, budgets=(1, 2, 4, 8, 16, 32, 64, 128)),
     "quick": dict(layers=("gdn", "attn"), d_model=32, n_heads=2, vocab=512, corpus=150_000,
                   context=32, steps=20, batch=8, d_sae=64, k=4, sae_tokens=2_048,
                   n_prompts=6, prefix=8, words=2, ig_steps=2, budgets=(1, 4)),
