@@ -41,11 +41,16 @@ class MixerAdapter(nn.Module):
     names in `hooks` (``hook_state`` among them is created only with `use_state_hook`, so
     that a cache of every hook lists no name that never fires).
 
-    Subclasses implement `forward(*args, **kwargs)` with the HF module's signature and
-    return what the HF forward returns; with no hook active the result must equal HF's to
-    fp32 rounding (tested per architecture)."""
+    `forward` takes the signature most HF mixers share, ``(hidden_states, cache=None,
+    attention_mask=None, **kwargs)``, and runs HF's own forward with a cache (prefill into
+    one, decoding, ``generate``), for packed sequences (any of `packed_keys`, which only HF's
+    kernels honour) and when no hook needs featlab's path (`needs_featlab_path`); otherwise
+    the subclass's `featlab_forward`, whose result must equal HF's to fp32 rounding (tested
+    per architecture). A mixer with another signature overrides `forward`."""
 
     hooks: tuple[str, ...] = ()
+    packed_keys: tuple[str, ...] = ("cu_seq_lens_q",)
+    cache_alias = "cache_params"  # HF's older name for `cache`, still accepted
 
     def __init__(self, hf_mixer: nn.Module, config: Any, use_state_hook: bool = False) -> None:
         super().__init__()
@@ -59,6 +64,19 @@ class MixerAdapter(nn.Module):
         for name in self.hooks:
             if name != "hook_state" or use_state_hook:
                 setattr(self, name, HookPoint())
+
+    def forward(self, hidden_states: Any, cache: Any = None, attention_mask: Any = None,
+                **kwargs: Any) -> Any:
+        cache = kwargs.pop(self.cache_alias, cache)
+        packed = any(kwargs.get(key) is not None for key in self.packed_keys)
+        if cache is not None or packed or not self.needs_featlab_path():
+            return self.hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
+                                   **kwargs)
+        return self.featlab_forward(hidden_states, attention_mask)
+
+    def featlab_forward(self, hidden_states: Any, attention_mask: Any = None) -> Any:
+        """HF's forward without a cache, through featlab's ops, firing the hooks."""
+        raise NotImplementedError
 
     def needs_featlab_path(self) -> bool:
         """Whether featlab's path must run: the state hook is on, or a hook of this adapter

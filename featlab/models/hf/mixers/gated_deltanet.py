@@ -79,14 +79,8 @@ class GatedDeltaNetAdapter(MixerAdapter):
     def _beta(self, b: torch.Tensor) -> torch.Tensor:
         return b.sigmoid()
 
-    def forward(self, hidden_states: torch.Tensor, cache: Any = None,
-                attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        if cache is None and "cache_params" in kwargs:  # HF's deprecated name for it
-            cache = kwargs.pop("cache_params")
-        if (cache is not None or kwargs.get("cu_seq_lens_q") is not None
-                or not self.needs_featlab_path()):
-            return self.hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
-                                    **kwargs)
+    def featlab_forward(self, hidden_states: torch.Tensor,
+                        attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         hf = self.hf
         x = hidden_states
         if attention_mask is not None:  # as HF's apply_mask_to_padding_states (2-D mask)

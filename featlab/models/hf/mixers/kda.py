@@ -37,8 +37,6 @@ before a patch match exactly.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
@@ -68,15 +66,6 @@ class KimiDeltaAttentionAdapter(MixerAdapter):
 
     hooks = RECURRENT_HOOKS
     op = OPS["kda"]
-
-    def forward(self, hidden_states: torch.Tensor, cache: Any = None,
-                attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        cache = kwargs.pop("cache_params", cache)  # HF's deprecated name, still accepted
-        if (cache is not None or kwargs.get("cu_seq_lens_q") is not None
-                or not self.needs_featlab_path()):
-            return self.hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
-                                    **kwargs)
-        return self.featlab_forward(hidden_states, attention_mask)
 
     def featlab_forward(self, hidden_states: torch.Tensor,
                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:

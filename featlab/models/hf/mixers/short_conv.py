@@ -28,8 +28,6 @@ rounding (``tests/models/hf/test_mixer_conv_rglru.py``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from featlab.models.hf.mixers import MixerAdapter
@@ -40,15 +38,8 @@ class Lfm2ShortConvAdapter(MixerAdapter):
     **kwargs) -> [b, t, d]``, HF's signature and result."""
 
     hooks = ("hook_in_gate", "hook_v", "hook_out_gate")
-
-    def forward(self, hidden_states: torch.Tensor, cache: Any = None,
-                attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        cache = kwargs.pop("past_key_values", cache)  # HF's deprecated name, still accepted
-        packed = any(kwargs.get(key) is not None for key in ("seq_idx", "cu_seq_lens_q"))
-        if cache is not None or packed or not self.needs_featlab_path():
-            return self.hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
-                                   **kwargs)
-        return self.featlab_forward(hidden_states, attention_mask)
+    packed_keys = ("seq_idx", "cu_seq_lens_q")
+    cache_alias = "past_key_values"
 
     def featlab_forward(self, hidden_states: torch.Tensor,
                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:

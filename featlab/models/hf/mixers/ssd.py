@@ -35,8 +35,6 @@ exactly. HF's fused ``mamba_ssm`` training kernel is never used by featlab's pat
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -58,6 +56,7 @@ class SSDAdapter(MixerAdapter):
     scaling and the norm (`FalconH1SSDAdapter`)."""
 
     op = OPS["ssd"]
+    packed_keys = ("seq_idx", "cu_seq_lens_q")
 
     hooks = ("hook_q", "hook_k", "hook_v", "hook_log_decay", "hook_out_gate",
              "hook_state_final", "hook_state")
@@ -80,17 +79,7 @@ class SSDAdapter(MixerAdapter):
         h = (grouped * torch.rsqrt(variance + norm.variance_epsilon)).flatten(-2)
         return norm.weight * h.to(y.dtype)
 
-    # -- the forward -----------------------------------------------------------------------
-    def forward(self, hidden_states: torch.Tensor, cache: Any = None,
-                attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        """HF's signature and result; featlab's path only where a hook needs it (module doc)."""
-        cache = kwargs.pop("cache_params", cache)  # HF's deprecated name, still accepted
-        packed = any(kwargs.get(key) is not None for key in ("seq_idx", "cu_seq_lens_q"))
-        if cache is not None or packed or not self.needs_featlab_path():
-            return self.hf_forward(hidden_states, cache=cache, attention_mask=attention_mask,
-                                   **kwargs)
-        return self.featlab_forward(hidden_states, attention_mask)
-
+    # -- the forward (`MixerAdapter.forward` decides which runs) -----------------------------
     def featlab_forward(self, hidden_states: torch.Tensor,
                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """HF's torch forward without a cache, through featlab's op, firing the hooks."""
