@@ -171,13 +171,7 @@ class HookedHybrid(HookedRootModule):
             x = block(x)
         if stop_at_layer is not None:
             return x
-        logits = self.unembed(self.ln_final(x))
-        if return_type is None:
-            return None
-        if return_type == "logits":
-            return logits
-        loss = lm_cross_entropy(logits, tokens, per_token=loss_per_token)
-        return loss if return_type == "loss" else (logits, loss)
+        return lm_output(self.unembed(self.ln_final(x)), tokens, return_type, loss_per_token)
 
     # -- hook-name checks over TransformerLens's machinery ---------------------------------
     def run_with_cache(self, *model_args: Any, names_filter: Any = None, **kwargs: Any) -> Any:
@@ -238,4 +232,15 @@ def lm_cross_entropy(
     return nll if per_token else nll.mean()
 
 
-__all__ = ["HookedHybrid", "HybridBlock", "lm_cross_entropy"]
+def lm_output(logits: torch.Tensor, tokens: torch.Tensor, return_type: str | None,
+              per_token: bool = False) -> Any:
+    """TransformerLens's `return_type`: None, "logits", "loss" or "both" (logits, loss)."""
+    if return_type is None:
+        return None
+    if return_type == "logits":
+        return logits
+    loss = lm_cross_entropy(logits, tokens, per_token=per_token)
+    return loss if return_type == "loss" else (logits, loss)
+
+
+__all__ = ["HookedHybrid", "HybridBlock", "lm_cross_entropy", "lm_output"]

@@ -306,7 +306,7 @@ class HookedHFModel(HookedRootModule):
         arguments: return_type "logits" / "loss" / "both" / None; `stop_at_layer` returns the
         residual stream entering that layer). prepend_bos / padding_side are accepted for
         SAELens and ignored: token ids are used as given."""
-        from featlab.models.hybrid import lm_cross_entropy
+        from featlab.models.hybrid import lm_output
 
         del prepend_bos, padding_side
         if isinstance(tokens, str | list):
@@ -324,13 +324,7 @@ class HookedHFModel(HookedRootModule):
         finally:
             self._stop_at = None
             self._resid_pre.clear()
-        logits = out.logits
-        if return_type is None:
-            return None
-        if return_type == "logits":
-            return logits
-        loss = lm_cross_entropy(logits, tokens, per_token=loss_per_token)
-        return loss if return_type == "loss" else (logits, loss)
+        return lm_output(out.logits, tokens, return_type, loss_per_token)
 
 
 def wrapper_of(hf_model: nn.Module) -> HookedHFModel | None:
