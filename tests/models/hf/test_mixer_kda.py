@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from featlab.models.hf.tiny import tiny_config
+from tests.models.hf.decoding import decode_with_cache
 from tests.numerics import normwise_error
 
 pytestmark = pytest.mark.slow
@@ -191,26 +192,7 @@ def test_state_patch_propagates_forward_only() -> None:
 
 
 def _decode(hf, tokens: torch.Tensor, patch_at: int | None = None, patch=None):
-    """HF's own step-by-step decoding with its cache: logits [b, t, vocab], layer 0's mixer
-    output [b, t, d_model] and its recurrent state after every token [b, t, H, d_k, d_v];
-    `patch(state)` replaces the cached state after token `patch_at`."""
-    outputs: list[torch.Tensor] = []
-    kda = hf.model.layers[0].self_attn
-    handle = kda.register_forward_hook(lambda m, i, out: outputs.append(out))
-    try:
-        out = hf(input_ids=tokens[:, :1], use_cache=True)
-        cache, logits, states = out.cache, [out.logits], []
-        for i in range(tokens.shape[1]):
-            if i:
-                step = hf(input_ids=tokens[:, i:i + 1], cache=cache, use_cache=True)
-                logits.append(step.logits)
-            state = cache.get_recurrent_state(0)  # updated in place: copy it
-            if i == patch_at:
-                state.copy_(patch(state))
-            states.append(state.clone())
-    finally:
-        handle.remove()
-    return torch.cat(logits, dim=1), torch.cat(outputs, dim=1), torch.stack(states, dim=1)
+    return decode_with_cache(hf, hf.model.layers[0].self_attn, tokens, patch_at, patch)
 
 
 def test_states_equal_hf_decoding(ref) -> None:
