@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,8 @@ def find_circuit(
     per_position: bool = True,
     node_threshold: float = 0.1,
     edge_threshold: float = 0.01,
-    max_nodes: int | None = 32,
+    max_nodes: int | Sequence[int] | None = 32,
+    target_faithfulness: float | None = None,
     edges: bool = True,
     ablation: str = "mean",
     metric_name: str = "metric",
@@ -113,7 +115,17 @@ def find_circuit(
 ) -> Circuit:
     """Sparse feature circuit: node effects, thresholded nodes (plus at most `max_nodes` per
     hook), edges between kept nodes of successive hooks, and faithfulness/completeness of the
-    kept nodes by `ablation`."""
+    kept nodes by `ablation`.
+
+    `max_nodes` may be a sequence of growing budgets, tried in turn until the faithfulness
+    reaches `target_faithfulness` (the last is kept if none does): the smallest circuit that
+    explains the behaviour. Node effects are computed once, edges only for the kept circuit,
+    and ``meta["sweep"]`` records each budget's nodes, faithfulness and completeness."""
+    budgets = list(max_nodes) if isinstance(max_nodes, Sequence) else [max_nodes]
+    if not budgets:
+        raise ValueError("max_nodes is an empty sequence; give at least one budget")
+    if len(budgets) > 1 and target_faithfulness is None:
+        raise ValueError("several max_nodes budgets need a target_faithfulness to choose by")
     torch.manual_seed(seed)
     eff = node_effects(model, saes, clean, metric, patch=patch, baseline=baseline,
                        method=method, steps=steps, per_position=per_position)
@@ -121,11 +133,20 @@ def find_circuit(
                    {"method": method, "steps": steps, "metric": metric_name,
                     "baseline": baseline or ("patch" if patch is not None else "zero"),
                     "m_clean": eff.m_clean, "per_position": per_position, "seed": seed})
-    kept = full.threshold(node_threshold=node_threshold, max_nodes=max_nodes)
+    sweep = []
+    for budget in budgets:
+        kept = full.threshold(node_threshold=node_threshold, max_nodes=budget)
+        scores = faithfulness(model, saes, clean, metric, kept.nodes, ablation=ablation,
+                              patch=patch)
+        sweep.append({"max_nodes": budget, "n_nodes": len(kept.nodes),
+                      "faithfulness": scores["faithfulness"],
+                      "completeness": scores["completeness"]})
+        if target_faithfulness is not None and scores["faithfulness"] >= target_faithfulness:
+            break
     if edges:
         kept.edges = edge_effects(model, eff, clean, kept.nodes)
         kept = kept.threshold(edge_threshold=edge_threshold)
-    scores = faithfulness(model, saes, clean, metric, kept.nodes, ablation=ablation,
-                          patch=patch)
-    kept.meta.update({"ablation": ablation, **scores})
+    kept.meta.update({"ablation": ablation, "max_nodes": budget, **scores})
+    if len(budgets) > 1 or target_faithfulness is not None:
+        kept.meta.update({"sweep": sweep, "target_faithfulness": target_faithfulness})
     return kept

@@ -105,6 +105,34 @@ def test_find_circuit_json_and_store_round_trip(smooth_model, tmp_path) -> None:
     assert len(strict.nodes) == 1 and strict.meta["node_threshold"] > 0
 
 
+def test_budget_sweep_keeps_the_smallest_circuit_that_reaches_the_target(smooth_model) -> None:
+    g = torch.Generator().manual_seed(2)
+    clean, patch = torch.randint(0, 13, (4, 8), generator=g), torch.randint(0, 13, (4, 8),
+                                                                          generator=g)
+    saes = {H0: TopKSAE(16, 24, 4, H0, seed=3), H1: TopKSAE(16, 20, 4, H1, seed=4)}
+    kw = dict(patch=patch, method="ig", steps=4, node_threshold=0.0, edge_threshold=0.0,
+              ablation="patch")
+    budgets = [1, 2, 4, 8, 16, 32, 200]
+    every = [find_circuit(smooth_model, saes, clean, logit_metric(-1, 5), max_nodes=b, **kw)
+             for b in budgets]
+    faith = [c.meta["faithfulness"] for c in every]
+    assert faith[-1] == pytest.approx(1.0, abs=1e-5)  # every node kept: the full model
+    target = 0.5 * (min(faith) + 1.0)
+    first = next(i for i, f in enumerate(faith) if f >= target)
+    swept = find_circuit(smooth_model, saes, clean, logit_metric(-1, 5), max_nodes=budgets,
+                         target_faithfulness=target, **kw)
+    assert swept.meta["max_nodes"] == budgets[first]
+    assert [r["max_nodes"] for r in swept.meta["sweep"]] == budgets[: first + 1]
+    assert [r["faithfulness"] for r in swept.meta["sweep"]] == pytest.approx(faith[: first + 1])
+    pd.testing.assert_frame_equal(swept.nodes, every[first].nodes)
+    assert len(swept.edges) == len(every[first].edges)
+    unreachable = find_circuit(smooth_model, saes, clean, logit_metric(-1, 5),
+                               max_nodes=budgets[:2], target_faithfulness=float("inf"), **kw)
+    assert unreachable.meta["max_nodes"] == budgets[1] and len(unreachable.meta["sweep"]) == 2
+    with pytest.raises(ValueError, match="target_faithfulness"):
+        find_circuit(smooth_model, saes, clean, logit_metric(-1, 5), max_nodes=[1, 2], **kw)
+
+
 def test_hybrid_model_nodes_and_faithfulness() -> None:
     hybrid = pytest.importorskip("featlab.models.hybrid")
     from featlab.models.config import HybridConfig
