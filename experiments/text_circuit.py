@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -41,8 +40,6 @@ SIZES = {
                   context=32, steps=20, batch=8, d_sae=64, k=4, sae_tokens=2_048,
                   n_prompts=6, prefix=8, words=2, ig_steps=2, budgets=(1, 4)),
 }
-OPEN_CLEAN, OPEN_CORRUPT = ' "', " ("
-CLOSE_CLEAN, CLOSE_CORRUPT = '"', ")"
 
 
 def build(size: dict, seed: int, runs: Path, progress: bool):
@@ -66,36 +63,11 @@ def build(size: dict, seed: int, runs: Path, progress: bool):
     return lm, saes
 
 
-def single_token(tokenizer, text: str) -> int:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(f"{text!r} is {len(ids)} tokens for this tokenizer, not one")
-    return ids[0]
-
-
-def prompt_pairs(model, size: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean / corrupt prompts from held-out documents (module doc), ``[n, len]`` each."""
-    from featlab.runs.tasks import task_tokens
-
-    tok = model.tokenizer
-    windows = task_tokens(model.task, size["n_prompts"], seed + 101, tok, part="held_out")
-    open_clean, open_corrupt = single_token(tok, OPEN_CLEAN), single_token(tok, OPEN_CORRUPT)
-    rng = random.Random(seed)
-    # words: tokens that start with a space and hold only letters (what a quote encloses)
-    words = [i for i in range(len(tok)) if (s := tok.decode([i])).startswith(" ")
-             and s[1:].isalpha() and len(s) > 3]
-    clean, corrupt = [], []
-    for w in windows[: size["n_prompts"]]:
-        prefix = w[: size["prefix"]].tolist()
-        inner = [rng.choice(words)] + [rng.choice(words) for _ in range(size["words"] - 1)]
-        clean.append(prefix + [open_clean] + inner)
-        corrupt.append(prefix + [open_corrupt] + inner)
-    return torch.tensor(clean), torch.tensor(corrupt)
-
-
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     from featlab.circuits import find_circuit, logit_diff_metric
+    from featlab.datasets.text_pairs import quote_pairs
     from featlab.models import load_task
+    from featlab.runs.tasks import task_tokens
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
@@ -109,9 +81,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     lm, saes = build(size, args.seed, runs, progress=not args.quick)
     model = lm.model
     model.task = load_task(runs / "lm")
-    clean, corrupt = prompt_pairs(model, size, args.seed)
-    tok = model.tokenizer
-    metric = logit_diff_metric(-1, single_token(tok, CLOSE_CLEAN), single_token(tok, CLOSE_CORRUPT))
+    held = task_tokens(model.task, size["n_prompts"], args.seed + 101, model.tokenizer,
+                       part="held_out")
+    pairs = quote_pairs(model.tokenizer, held[: size["n_prompts"]], prefix=size["prefix"],
+                        words=size["words"], seed=args.seed)
+    clean, corrupt = pairs.clean, pairs.corrupt
+    metric = logit_diff_metric(pairs.pos, pairs.answer, pairs.other)
     with torch.no_grad():
         m_clean = float(metric(model(clean)).mean())
         m_corrupt = float(metric(model(corrupt)).mean())

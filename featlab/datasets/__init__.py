@@ -17,6 +17,7 @@ _EXPORTS = {
                     "featlab.datasets.shortcut_images"),
     **dict.fromkeys(("SuperpositionConfig", "SuperpositionData", "make_superposition"),
                     "featlab.datasets.superposition"),
+    **dict.fromkeys(("PromptPairs", "quote_pairs"), "featlab.datasets.text_pairs"),
     **dict.fromkeys(("check_tokens_path", "load_tokens"), "featlab.datasets.tokens"),
     **dict.fromkeys(("WCST_CUES", "WCSTDataset", "make_wcst_dataset", "wcst_test_sets"),
                     "featlab.datasets.wcst"),
