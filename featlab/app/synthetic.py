@@ -155,7 +155,9 @@ def _circuit_tables(cfg: SyntheticStoreConfig, sae_ids: list[str],
         "circuit_id": "c0", "name": "synthetic recall circuit", "model": "synthetic-hybrid",
         "method": "attribution_patching", "metric": "logit_diff", "node_threshold": 0.0,
         "edge_threshold": 0.0, "faithfulness": 0.9, "completeness": 0.8,
-        "n_nodes": len(nodes), "n_edges": len(edges), "meta": "{}", "created_at": "2026-01-01",
+        "n_nodes": len(nodes), "n_edges": len(edges), "created_at": "2026-01-01",
+        # the prompt's tokens label the positions, as `demo_stages.circuit` records them
+        "meta": json.dumps({"tokens": [f" t{p}" for p in range(cfg.circuit_positions)]}),
     }])
     return {"circuits": circuits, "nodes": nodes, "edges": pd.DataFrame(edges)}
 

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 
+from featlab.app.context import get_context
 from featlab.app.routing import find_ids, page_layout, render_url
 
 SAE = "L0-topk"
@@ -102,6 +103,39 @@ def test_circuit_refuses_beyond_the_node_budget(client, monkeypatch) -> None:
     with client.application.app_context():
         fig, summary, message = circuit.render("c0", 0.0, 0.0)
     assert fig is None and "budget of 5" in message and "showing" in summary
+
+
+def test_circuit_nodes_name_site_feature_explanation_and_token(client) -> None:
+    from featlab.app.pages import circuit
+
+    row = pd.Series({"sae_id": "resid1", "layer": 1, "pos": 3, "feature": 12})
+    assert circuit.node_label(row, "automatic: the", " the") == \
+        "resid1 L1 @3 ␣the #12: automatic: the"
+    cut = circuit.node_label(row, "x" * 100).split(": ", 1)[1]
+    assert cut.endswith("…") and len(cut) == circuit.EXPLANATION_CHARS
+    assert circuit.node_label(row.copy().replace(12, -1)).endswith("error")
+    with client.application.app_context():
+        fig, _, _ = circuit.render("c0", 0.0, 0.0)
+        store = get_context().store
+        nodes, _ = store.circuit("c0")
+        explained = circuit.node_explanations(store, nodes)
+    labels = list(fig.data[-1].text)
+    assert all(label.split(" ")[0] in set(nodes["sae_id"]) for label in labels)
+    assert explained and sum(": fires on token" in label for label in labels) == \
+        sum((s, f) in explained for s, f in zip(nodes["sae_id"], nodes["feature"], strict=True))
+    assert list(fig.layout.xaxis.ticktext)[:2] == ["0 ␣t0", "1 ␣t1"]
+
+
+def test_a_circuit_over_the_budget_opens_on_its_strongest_nodes() -> None:
+    from featlab.app.pages.circuit import DEFAULT_NODES, readable_threshold, slider_range
+
+    nodes = pd.DataFrame({"effect": [(-1) ** i * (1000 - i) / 997 for i in range(400)]})
+    _, step = slider_range(nodes)
+    thr = readable_threshold(nodes, step)
+    shown = (nodes["effect"].abs() >= thr).sum()
+    assert 0 < shown <= DEFAULT_NODES
+    assert (nodes["effect"].abs() >= thr - step).sum() > shown  # the grid's next lower value
+    assert readable_threshold(nodes.head(DEFAULT_NODES), step) == 0.0
 
 
 def test_feature_page_payload_is_small(client) -> None:

@@ -19,6 +19,7 @@ from featlab.app.components import (
     parse_float,
     safe_layout,
     stat_list,
+    visible_token,
 )
 from featlab.app.context import get_context
 from featlab.app.guard import (
@@ -33,6 +34,7 @@ from featlab.app.pages import register_url_sync, url_sync
 PATH = "/circuit"
 TITLE = "Circuits"
 NODE_BUDGET = 150  # beyond this a plot is an unreadable hairball (and a big payload)
+DEFAULT_NODES = 60  # what a circuit over the budget first shows: its strongest nodes
 SLIDER_STEPS = 50
 
 
@@ -49,15 +51,60 @@ def filter_circuit(nodes: pd.DataFrame, edges: pd.DataFrame, node_threshold: flo
     return keep_n, keep_e, counts
 
 
-def node_label(row: pd.Series) -> str:
-    where = f"L{int(row['layer'])}" + (f"@{int(row['pos'])}" if int(row["pos"]) >= 0 else "")
+EXPLANATION_CHARS = 60  # of a node's explanation in its hover label
+
+
+def node_label(row: pd.Series, explanation: str | None = None,
+               token: str | None = None) -> str:
+    """Site, position (and its token), feature and explanation of one node."""
+    where = f"{row['sae_id']} L{int(row['layer'])}"
+    if int(row["pos"]) >= 0:
+        where += f" @{int(row['pos'])}" + (f" {visible_token(token)}" if token is not None
+                                           else "")
     what = "error" if int(row["feature"]) < 0 else f"#{int(row['feature'])}"
-    return f"{where} {what}"
+    label = f"{where} {what}"
+    if explanation:
+        short = explanation if len(explanation) <= EXPLANATION_CHARS else \
+            explanation[: EXPLANATION_CHARS - 1] + "…"
+        label += f": {short}"
+    return label
+
+
+def node_explanations(store: Any, nodes: pd.DataFrame) -> dict[tuple[str, int], str]:
+    """(sae_id, feature) -> the stored explanation, for the feature nodes of `nodes` (one
+    query per SAE; nodes of an SAE the store does not hold get none)."""
+    out: dict[tuple[str, int], str] = {}
+    known = set(store.saes()["sae_id"])
+    feats = nodes[nodes["feature"] >= 0]
+    for sae_id, rows in feats.groupby("sae_id"):
+        if sae_id not in known:
+            continue
+        wanted = sorted({int(f) for f in rows["feature"]})
+        df, _ = store.features(str(sae_id), filters={"feature": wanted}, limit=len(wanted))
+        for f, e in zip(df["feature"], df["explanation"], strict=True):
+            if isinstance(e, str) and e:
+                out[(str(sae_id), int(f))] = e
+    return out
+
+
+def prompt_tokens(circuits: pd.DataFrame, circuit_id: str) -> list[str] | None:
+    """The readable tokens of the circuit's first prompt, when its meta records them."""
+    import json
+
+    row = circuits[circuits["circuit_id"] == circuit_id]
+    if not len(row) or not isinstance(row["meta"].iloc[0], str):
+        return None
+    try:
+        tokens = json.loads(row["meta"].iloc[0]).get("tokens")
+    except (ValueError, AttributeError):
+        return None
+    return [str(t) for t in tokens] if isinstance(tokens, list) else None
 
 
 def render(circuit_id: str, node_threshold: float, edge_threshold: float):
     """(figure or None, summary text, message) for one threshold setting."""
-    nodes, edges = get_context().store.circuit(circuit_id)  # unknown id: UnknownIdError
+    store = get_context().store
+    nodes, edges = store.circuit(circuit_id)  # unknown id: UnknownIdError
     keep_n, keep_e, c = filter_circuit(nodes, edges, node_threshold, edge_threshold)
     summary = (f"showing {c['nodes']} of {c['nodes_total']} nodes "
                f"({c['nodes_total'] - c['nodes']} hidden by the node threshold), "
@@ -66,9 +113,22 @@ def render(circuit_id: str, node_threshold: float, edge_threshold: float):
     if c["nodes"] > NODE_BUDGET:
         return None, summary, (f"{c['nodes']} nodes exceed the drawing budget of {NODE_BUDGET}; "
                                "raise the node threshold.")
-    placed = figures.circuit_positions(keep_n.assign(label=keep_n.apply(node_label, axis=1)))
+    tokens = prompt_tokens(store.circuits(), circuit_id)
+    explained = node_explanations(store, keep_n)
+
+    def label(row: pd.Series) -> str:
+        pos = int(row["pos"])
+        token = tokens[pos] if tokens is not None and 0 <= pos < len(tokens) else None
+        return node_label(row, explained.get((str(row["sae_id"]), int(row["feature"]))), token)
+
+    placed = figures.circuit_positions(keep_n.assign(label=keep_n.apply(label, axis=1)
+                                                     if len(keep_n) else []))
     # Summed-over-positions nodes (pos = -1) sit left of position 0.
     fig = figures.circuit_figure(placed, keep_e, node_col="node_id")
+    if tokens is not None and len(keep_n):
+        shown = sorted({int(p) for p in keep_n["pos"] if 0 <= int(p) < len(tokens)})
+        fig.update_xaxes(tickmode="array", tickvals=shown,
+                         ticktext=[f"{p} {visible_token(tokens[p])}" for p in shown])
     return fig, summary, ""
 
 
@@ -83,6 +143,16 @@ def slider_range(df: pd.DataFrame) -> tuple[float, float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = min((m * mag for m in (1, 2, 5, 10) if m * mag >= raw), default=10 * mag)
     return math.floor(top / step) * step, step
+
+
+def readable_threshold(nodes: pd.DataFrame, step: float) -> float:
+    """The smallest threshold on the slider's grid that shows at most DEFAULT_NODES nodes."""
+    top = nodes["effect"].abs().sort_values(ascending=False).to_numpy()
+    if len(top) <= DEFAULT_NODES:
+        return 0.0
+    # strictly above the first node left out, rounded up to the grid
+    cut = float(top[DEFAULT_NODES])
+    return (math.floor(cut / step) + 1) * step
 
 
 @safe_layout
@@ -101,8 +171,11 @@ def layout(id: str | None = None, node: str | None = None, edge: str | None = No
     nodes, edges = store.circuit(circuit_id)
     (nmax, nstep), (emax, estep) = slider_range(nodes), slider_range(edges)
     meta = circuits[circuits["circuit_id"] == circuit_id].iloc[0].to_dict()
-    # Default thresholds: the stored ones, else 0 (show all that fits the budget).
+    # Default thresholds: the stored ones, else 0 (show all that fits the budget); a circuit
+    # over the budget opens on its strongest nodes instead of a refusal.
     n_thr = parse_float(node, parse_float(meta.get("node_threshold"), 0.0))
+    if node is None and (nodes["effect"].abs() >= n_thr).sum() > NODE_BUDGET:
+        n_thr = readable_threshold(nodes, nstep)
     e_thr = parse_float(edge, parse_float(meta.get("edge_threshold"), 0.0))
     info = {k: meta.get(k) for k in ("model", "method", "metric", "faithfulness",
                                      "completeness", "n_nodes", "n_edges")}
