@@ -62,7 +62,10 @@ class Embed(nn.Module):
         self.W_E = nn.Parameter(torch.randn(d_vocab, d_model) * init_std)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.W_E[tokens]
+        # Not self.W_E[tokens]: that backward accumulates with atomic adds across CPU
+        # threads, so two runs with the same seed train different models; embedding's
+        # backward sums each row in a fixed order.
+        return F.embedding(tokens, self.W_E)
 
 
 class Unembed(nn.Module):
