@@ -1,12 +1,14 @@
 """`featlab demo`: the end-to-end walk through featlab, as a chain of runs in one folder.
 
-model (`featlab.runs.model`) -> two SAEs (`featlab.runs.sae`) -> analyze
-(`featlab.runs.analyze`) -> circuit -> attributions -> complexity
-(`featlab.runs.demo_stages`) -> the app. Every stage lives under OUT: ``model/``,
-``saes/<kind>/``, ``store/``; the demo folder's own ``run.json`` records its settings (size
-and seed) and ``stages.json`` the analysis stages already written into the store. A
-second run with the same settings loads everything; an interrupted one resumes in the
-stage it stopped in; other settings are refused unless `overwrite`.
+model -> SAEs (`featlab.runs.sae`) -> analyze (`featlab.runs.analyze`) -> circuit ->
+attributions -> complexity (`featlab.runs.demo_stages`) -> the app. What the model learns,
+where the SAEs sit and which prompts the circuit explains is the task's recipe:
+`featlab.runs.demo_text` (the default: a language model on real text) or
+`featlab.runs.demo_mqar` (``--task mqar``: associative recall). Every stage lives under OUT:
+``model/``, ``saes/<id>/``, ``store/``; the demo folder's own ``run.json`` records its
+settings (task, size and seed) and ``stages.json`` the analysis stages already written into
+the store. A second run with the same settings loads everything; an interrupted one resumes
+in the stage it stopped in; other settings are refused unless `overwrite`.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 STAGES_FILE = "stages.json"
+TASKS = ("text", "mqar")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The walk-through: MQAR hybrid -> TopK + BatchTopK SAEs -> analyze -> circuit ->
-    attributions -> complexity -> the app (everything cached under OUT)."""
+    """The walk-through: a hybrid language model on real text (or MQAR) -> SAEs -> analyze
+    -> circuit -> attributions -> complexity -> the app (everything cached under OUT)."""
 
-    out: Path = option(Path("runs/demo"), "Where every stage keeps its output.", result=False)
+    task: str = option("text", "text: a language model on Python's docs; mqar: associative "
+                       "recall.", choices=TASKS)
+    out: Path | None = option(None, "Where every stage keeps its output (default runs/demo, "
+                              "runs/demo_mqar with --task mqar).", result=False)
     seed: int = option(0, "Seed for data, init and training.", ge=0)
     quick: bool = option(False, "Tiny smoke-test run (seconds; the numbers are noise).")
     serve: bool = option(True, "Serve the app at the end.", result=False)
@@ -48,6 +54,12 @@ class DemoConfig:
     def check(self) -> None:
         check_options(self)
 
+    @property
+    def folder(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        return Path("runs/demo" if self.task == "text" else f"runs/demo_{self.task}")
+
 
 @dataclass
 class DemoResult:
@@ -56,8 +68,8 @@ class DemoResult:
 
     out: Path
     store: Path
-    accuracy: pd.DataFrame  # held-out MQAR accuracy of the model
-    saes: pd.DataFrame  # sae_id, kind, fvu, l0, dead_frac, ce_recovered (held-out)
+    model: pd.DataFrame  # held-out figures of the model (text: loss, bits/byte; MQAR: accuracy)
+    saes: pd.DataFrame  # sae_id, hook, kind, d_sae, fvu, l0, dead_frac, ce_recovered (held-out)
     circuit: dict[str, Any]
     complexity: dict[str, Any]
     stages: pd.DataFrame  # stage, seconds, cached
@@ -67,7 +79,7 @@ class DemoResult:
         """The text `featlab demo` prints."""
         c = self.circuit
         return "\n".join([
-            self.accuracy.to_string(index=False), "",
+            self.model.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
             self.saes.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
             f"circuit {c['circuit_id']}: {c['n_nodes']} nodes, {c['n_edges']} edges, "
             f"faithfulness {c['faithfulness']:.3f}, completeness {c['completeness']:.3f}",
@@ -124,19 +136,22 @@ def _stage(out: Path, key: str, name: str, timer: _Timer, fn: Any) -> dict[str, 
 def run_demo(config: DemoConfig | None = None) -> DemoResult:
     """The whole walk-through (see the module docstring); serves the app at the end when
     `config.serve` (blocking). `config.quick` shrinks everything for a smoke test."""
+    import importlib
+
     import pandas as pd
 
-    from featlab.runs import demo_stages as st
     from featlab.runs.analyze import AnalyzeRunConfig, analyze_run
     from featlab.runs.folder import RunFolder
-    from featlab.runs.model import MQARModelConfig, train_mqar_model
-    from featlab.runs.sae import SAERunConfig, train_sae_run
+    from featlab.runs.sae import train_sae_run
+    from featlab.store import open_store, update_sae
+    from featlab.store.ids import stored_fingerprints
 
     config = config or DemoConfig()
     config.check()
-    out, seed = Path(config.out), config.seed
-    size = st.SIZES["quick" if config.quick else "default"]
-    folder = RunFolder(out, "demo", {"seed": seed, "size": asdict(size)})
+    recipe = importlib.import_module(f"featlab.runs.demo_{config.task}")
+    out, seed = config.folder, config.seed
+    size = recipe.SIZES["quick" if config.quick else "default"]
+    folder = RunFolder(out, "demo", {"task": config.task, "seed": seed, "size": asdict(size)})
     folder.claim(overwrite=config.overwrite)
     loud = config.progress and not config.quick
     timer = _Timer(config.progress)
@@ -146,32 +161,22 @@ def run_demo(config: DemoConfig | None = None) -> DemoResult:
 
     timer.log("imports", time.perf_counter() - t0, False)
     t0 = time.perf_counter()
-    model_run = train_mqar_model(MQARModelConfig(
-        layers=("gdn", "attn"), d_model=size.d_model, n_heads=2, vocab_size=size.vocab_size,
-        seq_len=size.seq_len, num_kv_pairs=size.kv, n_train=size.n_train, steps=size.steps,
-        batch_size=size.batch, seed=seed, n_test=200 if config.quick else 500,
-        out=out / "model", progress=loud))
-    timer.log("model", time.perf_counter() - t0, model_run.cached)
+    model, model_table, cached = recipe.train(size, seed, out / "model", config.quick, loud)
+    timer.log("model", time.perf_counter() - t0, cached)
 
     t0 = time.perf_counter()
-    sae_runs = {kind: train_sae_run(SAERunConfig(
-        model=out / "model", hook=st.HOOK, kind=kind, width=size.d_sae, k=size.k,
-        tokens=size.sae_tokens, batch_size=256, seed=seed * 10 + i, out=out / "saes" / kind,
-        progress=loud)) for i, kind in enumerate(st.KINDS)}
+    sae_runs = {sid: train_sae_run(cfg) for sid, cfg in
+                recipe.sae_configs(size, seed, out / "saes", out / "model", loud).items()}
     timer.log("saes", time.perf_counter() - t0, all(r.status == "done" for r in
                                                     sae_runs.values()))
 
     t0 = time.perf_counter()
     store = out / "store"
-    from featlab.store.ids import stored_fingerprints
-
     before = stored_fingerprints(store)
     analyze_run(AnalyzeRunConfig(
-        model=out / "model", sae=tuple(r.out for r in sae_runs.values()), id=st.KINDS,
-        n_seq=size.n_analyze, store=store, n_examples=size.n_examples, seed=seed,
-        progress=loud))
-    from featlab.store import update_sae
-
+        model=out / "model", sae=tuple(r.out for r in sae_runs.values()),
+        id=tuple(sae_runs), n_seq=size.n_analyze, store=store, n_examples=size.n_examples,
+        seed=seed, progress=loud))
     for sid, r in sae_runs.items():  # the held-out metrics of the SAE runs
         m = r.metrics
         update_sae(store, sid, fvu=m["fvu"], l0=m["l0"], dead_frac=m["dead_frac"],
@@ -179,25 +184,21 @@ def run_demo(config: DemoConfig | None = None) -> DemoResult:
     timer.log("analyze", time.perf_counter() - t0,
               bool(before) and before == stored_fingerprints(store))
 
-    model = model_run.model
     saes = {sid: r.sae.eval() for sid, r in sae_runs.items()}
     key = _analysis_key(folder.fingerprint, store)
-    circuit = _stage(out, key, "circuit", timer,
-                     lambda: st.circuit(model, saes, size, seed, store))
-    _stage(out, key, "attributions", timer, lambda: st.attributions(model, size, seed, store))
-    cx = _stage(out, key, "complexity", timer,
-                lambda: st.complexity(model, saes, size, seed, store))
-    folder.finish(circuit=circuit, complexity=cx["complexity"])
-
-    from featlab.store import open_store
+    info = {name: _stage(out, key, name, timer, fn)
+            for name, fn in recipe.stages(model, saes, size, seed, store).items()}
+    circuit, cx = info["circuit"], info["complexity"]["complexity"]
+    folder.finish(circuit=circuit, complexity=cx)
 
     with open_store(store) as opened:
         rows = opened.saes()
-    sae_table = rows[["sae_id", "kind", "d_sae", "fvu", "l0", "dead_frac", "ce_recovered"]]
+    sae_table = rows[["sae_id", "hook", "kind", "d_sae", "fvu", "l0", "dead_frac",
+                      "ce_recovered"]]
     result = DemoResult(
-        out=out, store=store, accuracy=model_run.table,
+        out=out, store=store, model=model_table,
         saes=sae_table.sort_values("sae_id").reset_index(drop=True), circuit=circuit,
-        complexity=cx["complexity"], stages=pd.DataFrame(timer.rows),
+        complexity=cx, stages=pd.DataFrame(timer.rows),
     )
     if config.serve:
         from featlab.app import serve
@@ -205,8 +206,7 @@ def run_demo(config: DemoConfig | None = None) -> DemoResult:
         result.url = f"http://{config.host}:{config.port}/"
         print(result.report(), flush=True)
         serve(store, host=config.host, port=config.port, threads=config.threads,
-              model=out / "model", saes={sid: r.out / "sae"
-                                                   for sid, r in sae_runs.items()})
+              model=out / "model", saes={sid: r.out / "sae" for sid, r in sae_runs.items()})
     return result
 
 

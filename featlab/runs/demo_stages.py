@@ -1,104 +1,68 @@
 """The demo's analysis stages: a circuit, attribution maps and complexity, into its store.
 
-Each stage takes the demo's model and SAEs and writes through the store's API
-(`featlab.store.write_table`, `update_features`); `featlab.runs.demo` decides when a stage
-has to run. `DemoSize` holds every size knob of the demo.
+Each stage takes the model, its SAEs (store id -> SAE) and clean / corrupt prompt pairs
+(`featlab.datasets.text_pairs.PromptPairs`, or MQAR's recall pairs in the same form) and
+writes through the store's API (`Circuit.to_store`, `attributions_to_store`, `write_table`,
+`update_features`). The demo's recipes (`demo_text`, `demo_mqar`) choose the prompts and
+sizes; `featlab.runs.demo` decides when a stage has to run.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from featlab.datasets.mqar import MQARConfig, recall_pairs, token_names
-
-HOOK = "blocks.0.hook_resid_post"  # between the GDN and the attention layer
-KINDS = ("topk", "batchtopk")
+from featlab.datasets.text_pairs import PromptPairs
 
 
-@dataclass(frozen=True)
-class DemoSize:
-    """Every size knob of the demo (model, SAEs, analysis, circuit, probes)."""
+def circuit(model: Any, saes: dict[str, Any], pairs: PromptPairs, store: Path, *,
+            circuit_id: str, name: str, model_name: str, metric_name: str, ig_steps: int,
+            budgets: Sequence[int], target: float | None, seed: int,
+            tokens: list[str] | None = None) -> dict[str, Any]:
+    """The feature circuit of `pairs` over every SAE (IG node effects, patch ablation).
 
-    d_model: int = 32
-    seq_len: int = 32
-    vocab_size: int = 32
-    kv: int = 2
-    n_train: int = 8_000
-    steps: int = 600
-    batch: int = 32
-    d_sae: int = 256
-    k: int = 8
-    sae_tokens: int = 200_000
-    n_analyze: int = 1_024  # sequences run through `analyze`
-    n_examples: int = 10
-    n_clean: int = 64  # clean/corrupt pairs for the circuit and importance
-    ig_steps: int = 16
-    max_nodes: int = 8
-    n_attr: int = 8  # attribution maps stored
-    attr_steps: int = 32
-    n_complexity: int = 48  # latents per SAE given a complexity score
-    complexity_tokens: int = 4_000
-
-
-SIZES = {
-    "default": DemoSize(),
-    "quick": DemoSize(d_model=16, seq_len=16, vocab_size=16, kv=2, n_train=256, steps=5, batch=8,
-                      d_sae=32, k=4, sae_tokens=4_096, n_analyze=32, n_examples=4, n_clean=8,
-                      ig_steps=4, max_nodes=4, n_attr=4, attr_steps=8, n_complexity=6,
-                      complexity_tokens=400),
-}
-
-
-def mqar_task(size: DemoSize) -> MQARConfig:
-    return MQARConfig(vocab_size=size.vocab_size, seq_len=size.seq_len, num_kv_pairs=size.kv)
-
-
-def circuit(model: Any, saes: dict[str, Any], size: DemoSize, seed: int,
-            store: Path) -> dict[str, Any]:
-    """The TopK SAE's feature circuit for recalling the queried value (IG node effects)."""
+    Node budgets (per site, growing) are tried in turn and the first whose faithfulness
+    reaches `target` is stored (else the last; see `find_circuit`). `tokens` (the first
+    clean prompt, readable) label the circuit page's positions."""
     from featlab.circuits import find_circuit, logit_diff_metric
 
-    clean, corrupt, p, answer, other = recall_pairs(mqar_task(size), size.n_clean, seed)
-    circuit = find_circuit(
-        model, {"topk": saes["topk"]}, clean, logit_diff_metric(p, answer, other),
-        patch=corrupt, method="ig", steps=size.ig_steps, node_threshold=0.0,
-        max_nodes=size.max_nodes, edge_threshold=0.0, ablation="patch",
-        metric_name="logit diff (clean value - corrupt value) at query", seed=seed,
-    )
-    cid = f"mqar-recall-seed{seed}"
-    circuit.to_store(store, circuit_id=cid, name="MQAR value recall", model="gdn+attn")
-    m = circuit.meta
-    return {"circuit_id": cid, "n_nodes": len(circuit.nodes), "n_edges": len(circuit.edges),
-            "m_clean": float(m["m_clean"]), "faithfulness": float(m["faithfulness"]),
-            "completeness": float(m["completeness"])}
+    found = find_circuit(
+        model, saes, pairs.clean, logit_diff_metric(pairs.pos, pairs.answer, pairs.other),
+        patch=pairs.corrupt, method="ig", steps=ig_steps, node_threshold=0.0,
+        max_nodes=list(budgets), target_faithfulness=target, edge_threshold=0.0,
+        ablation="patch", metric_name=metric_name, seed=seed)
+    found.meta.update({"n_prompts": len(pairs.clean), "tokens": tokens})
+    found.to_store(store, circuit_id=circuit_id, name=name, model=model_name)
+    m = found.meta
+    return {"circuit_id": circuit_id, "n_nodes": len(found.nodes),
+            "n_edges": len(found.edges), "m_clean": float(m["m_clean"]),
+            "faithfulness": float(m["faithfulness"]),
+            "completeness": float(m["completeness"]), "n_prompts": len(pairs.clean),
+            "sweep": m.get("sweep", [])}
 
 
-def attributions(model: Any, size: DemoSize, seed: int, store: Path) -> dict[str, Any]:
-    """Integrated-gradients maps of the answer logit over the input tokens."""
+def attributions(model: Any, pairs: PromptPairs, store: Path, *, n: int, steps: int,
+                 names: list[list[str]], target: str, id_prefix: str) -> dict[str, Any]:
+    """Integrated-gradients maps of the answer logit over the input tokens of `n` clean
+    prompts (`names`: their readable tokens)."""
     from featlab.circuits import attributions_to_store, logit_target, token_attribution
 
-    mqar = mqar_task(size)
-    clean, _, p, answer, _ = recall_pairs(mqar, size.n_clean, seed)
-    few, ans = clean[: size.n_attr], answer[: size.n_attr]
-    attr, gap = token_attribution(model, few, logit_target(p, ans), method="ig",
-                                  steps=size.attr_steps)
-    names = token_names(mqar)
-    ids = attributions_to_store(store, attr, kind="tokens", method="ig",
-                                target=f"answer logit at position {p}",
-                                tokens=[[names[t] for t in row] for row in few.tolist()],
-                                id_prefix=f"mqar-answer-ig-seed{seed}")
+    few, ans = pairs.clean[:n], pairs.answer[:n]
+    attr, gap = token_attribution(model, few, logit_target(pairs.pos, ans), method="ig",
+                                  steps=steps)
+    ids = attributions_to_store(store, attr, kind="tokens", method="ig", target=target,
+                                tokens=names[:n], id_prefix=id_prefix)
     return {"n_maps": len(ids), "max_abs_gap": float(gap.abs().max())}
 
 
 class _AnswerLogit(torch.nn.Module):
     """`importance` wants a model whose output is `[n, outputs]`; this one returns the
-    answer's logit at P, reading the answer from an extra last input column."""
+    answer's logit at `pos`, reading the answer from an extra last input column."""
 
     def __init__(self, model: Any, pos: int) -> None:
         super().__init__()
@@ -110,35 +74,38 @@ class _AnswerLogit(torch.nn.Module):
         return logits[torch.arange(len(x)), self.pos, x[:, -1]][:, None]
 
 
-def complexity(model: Any, saes: dict[str, Any], size: DemoSize, seed: int,
-               store: Path) -> dict[str, Any]:
-    """Per-latent complexity K (readability over layers) and importance (|z dy/dz|)."""
+def complexity(model: Any, saes: dict[str, Any], pairs: PromptPairs, store: Path, *,
+               layers: list[str], data: torch.Tensor, n_tokens: int, n_latents: int,
+               seed: int) -> dict[str, Any]:
+    """Per-latent complexity K (readability over `layers`, on `n_tokens` random tokens of
+    `data`) for the `n_latents` most often active latents of each SAE, and every latent's
+    importance E|z dy/dz| for the answer logit of `pairs` at their answer position."""
     from featlab.complexity import complexity_table, importance
-    from featlab.datasets import make_mqar
     from featlab.store import update_features, write_table
 
-    mqar = mqar_task(size)
-    layers = ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
-    data = make_mqar(mqar, max(size.complexity_tokens // size.seq_len + 1, 8), seed=seed + 17)
+    hooks = {sid: sae.cfg.hook_name for sid, sae in saes.items()}
+    names = sorted(set(layers) | set(hooks.values()), key=list(model.hook_dict).index)
     with torch.no_grad():
-        _, cache = model.run_with_cache(data.inputs, names_filter=layers)
+        _, cache = model.run_with_cache(data, names_filter=names)
+        _, at_prompt = model.run_with_cache(pairs.clean, names_filter=list(hooks.values()))
     g = torch.Generator().manual_seed(seed)
-    n_tok = data.inputs.numel()
-    rows = torch.randperm(n_tok, generator=g)[: size.complexity_tokens]
-    acts = {name: cache[name].reshape(n_tok, -1)[rows] for name in layers}
-    clean, _, p, answer, _ = recall_pairs(mqar, size.n_clean, seed)
-    wrapped = _AnswerLogit(model, p)
-    x_imp = torch.cat([clean, answer[:, None]], dim=1)
+    n_all = data.numel()
+    rows = torch.randperm(n_all, generator=g)[:n_tokens]
+    acts = {name: cache[name].reshape(n_all, -1)[rows] for name in names}
+    wrapped = _AnswerLogit(model, pairs.pos)
+    x_imp = torch.cat([pairs.clean, pairs.answer[:, None]], dim=1)
+    seq_len = pairs.clean.shape[1]
     summary = {}
     for sid, sae in saes.items():
+        hook = hooks[sid]
         with torch.no_grad():
-            z = sae.encode(acts[HOOK]).float()
-            z_p = sae.encode(cache_at(model, clean, HOOK)[:, p]).float()
+            z = sae.encode(acts[hook]).float()
+            z_p = sae.encode(at_prompt[hook][:, pairs.pos]).float()
         # Score the most active latents: K is undefined for a latent that never fires.
         active = (z > 0).float().mean(0)
         order = torch.argsort(active, descending=True)
-        feats = [int(f) for f in order[: size.n_complexity] if active[f] > 0]
-        table = complexity_table({k: v.numpy() for k, v in acts.items()},
+        feats = [int(f) for f in order[:n_latents] if active[f] > 0]
+        table = complexity_table({k: acts[k].numpy() for k in layers},
                                  {str(f): z[:, f].numpy() for f in feats}, seed=seed)
         table["feature"] = table["feature"].astype(int)
         write_table(store, "complexity", pd.DataFrame({
@@ -147,11 +114,11 @@ def complexity(model: Any, saes: dict[str, Any], size: DemoSize, seed: int,
             "meta": [json.dumps({"i_v": float(v), "units": u})
                      for v, u in zip(table["i_v"], table["units"], strict=True)],
         }), name=sid)
-        # Importance of every latent at P: the decoder row placed at P in the flattened
-        # [pos * d_model] activation, with the latent's value as the code.
-        d_pos = torch.zeros(sae.W_dec.shape[0], size.seq_len, sae.W_dec.shape[1])
-        d_pos[:, p] = sae.W_dec.detach()
-        imp = importance(wrapped, x_imp, HOOK, d_pos.flatten(1).numpy(), codes=z_p.numpy(),
+        # Importance of every latent at the answer position: the decoder row placed there
+        # in the flattened [pos * d_model] activation, with the latent's value as the code.
+        d_pos = torch.zeros(sae.W_dec.shape[0], seq_len, sae.W_dec.shape[1])
+        d_pos[:, pairs.pos] = sae.W_dec.detach()
+        imp = importance(wrapped, x_imp, hook, d_pos.flatten(1).numpy(), codes=z_p.numpy(),
                          batch_size=256)
         k_by_feat = table.groupby("feature")["K"].first()
         update_features(store, sid, pd.DataFrame({
@@ -161,9 +128,3 @@ def complexity(model: Any, saes: dict[str, Any], size: DemoSize, seed: int,
         summary[sid] = {"n_scored": len(feats), "mean_K": float(k_by_feat.mean()),
                         "max_importance": float(imp["importance"].max())}
     return {"complexity": summary}
-
-
-def cache_at(model: Any, tokens: torch.Tensor, hook: str) -> torch.Tensor:
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=[hook])
-    return cache[hook]
