@@ -115,8 +115,10 @@ def auto_explanations(
     bigrams: list[list[tuple[tuple[int, int], int]]] | None = None,
 ) -> pd.DataFrame:
     """Cheap labels, stored with source "auto": the most frequent tokens at the peak of the
-    top examples and, when one recurs, the most frequent (previous token, peak token) pair,
-    e.g. ``peaks on ' (' (7/10), '[' (2/10); most often ' f' ' (' (4/10)``."""
+    top examples; when one recurs, the most frequent (previous token, peak token) pair; and
+    when the token before the peak recurs more often than that pair, in at least 30% of the
+    examples (a feature of a context rather than of a token), that token: e.g. ``peaks on ' (' (7/10), '[' (2/10); most
+    often ' f' ' (' (4/10)`` or ``peaks on 'type' (3/10), ...; after '-' (8/10)``."""
     def name(t: int) -> str:
         return repr(strings[t]) if t < len(strings) else f"#{t}"
 
@@ -131,5 +133,12 @@ def auto_explanations(
         if pairs and pairs[0][1] > 1:
             (before, peak), c = pairs[0]
             text += f"; most often {name(before)} {name(peak)} ({c}/{total})"
+        previous: Counter = Counter()
+        for (before, _), c in pairs:
+            previous[before] += c
+        if previous:
+            before, c = min(previous.items(), key=lambda kv: (-kv[1], kv[0]))
+            if c > 1 and c > pairs[0][1] and 10 * c >= 3 * total:  # in 30% of them at least
+                text += f"; after {name(before)} ({c}/{total})"
         rows.append((sid, f_, text, "auto", stamp))
     return pd.DataFrame(rows, columns=["sae_id", "feature", "text", "source", "updated_at"])

@@ -41,3 +41,20 @@ def test_explanation_names_peaks_and_the_recurring_pair() -> None:
     assert text[0] == "peaks on ' (' (4/4); most often ' f' ' (' (3/4)"
     assert text[1] == "peaks on ' (' (1/1)"  # no pair recurs: peaks only
     assert set(table["source"]) == {"auto"} and 2 not in text
+
+
+def test_explanation_names_a_recurring_context_token() -> None:
+    # Peaks on four different tokens, each after token 3: a feature of what came before.
+    peaks = [[(4, 1), (5, 1), (6, 1), (7, 1)]]
+    bigrams = [[((3, 4), 1), ((3, 5), 1), ((3, 6), 1), ((2, 7), 1)]]
+    strings = ["a", "b", "c", "-", "type", "Cookie", "option", "Agent"]
+    text = auto_explanations("s", peaks, strings, bigrams)["text"][0]
+    assert text == "peaks on 'type' (1/4), 'Cookie' (1/4), 'option' (1/4); after '-' (3/4)"
+    # ...but not when the pair already says it: "most often '-' 'type'" covers it.
+    same = auto_explanations("s", [[(4, 3), (5, 1)]], strings,
+                             [[((3, 4), 3), ((2, 5), 1)]])["text"][0]
+    assert same.endswith("most often '-' 'type' (3/4)")
+    # ...nor when the context recurs in fewer than 30% of the examples
+    peaks10 = [[(4, 3), (5, 3), (6, 2), (7, 2)]]
+    rare = [[((3, 4), 1), ((3, 5), 1), ((0, 6), 1), ((1, 7), 1), ((2, 4), 1)]]
+    assert "after" not in auto_explanations("s", peaks10, strings, rare)["text"][0]
