@@ -133,6 +133,8 @@ CASES = [
     Case("app: bad port", ("app", "--store", "{ws}/store", "--port", "0"), 2, "--port"),
     Case("app: bad --sae", ("app", "--store", "{ws}/store", "--sae", "nodir"), 2, "SAE_ID=DIR"),
     Case("demo: bad port", ("demo", "--port", "70000", "--out", "{ws}/new"), 2, "--port"),
+    Case("demo: unknown task", ("demo", "--task", "wikitext", "--out", "{ws}/new"), 2,
+         "--task must be one of text, mqar"),
     Case("sae-info: missing", ("sae-info", "{ws}/nope"), 2, "does not exist"),
     Case("v-information: missing", ("v-information", "{ws}/x.npy", "{ws}/y.npy"), 2, "x.npy"),
     Case("probe: missing", ("probe", "{ws}/a.npz", "{ws}/y.npy"), 2, "a.npz"),

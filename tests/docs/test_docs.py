@@ -10,9 +10,10 @@ HTML comments on the line(s) just before its opening fence (invisible on GitHub)
     sizes: the page shows the real size, and its prose gives the full-size time. A
     replacement that no longer matches the block fails the test.
 ``<!-- docs-test: needs demo -->``
-    Run in a working directory whose ``runs/demo`` holds a finished quick demo (a copy, so
-    blocks may write into it): ``runs/demo/model``, ``runs/demo/saes/topk``,
-    ``runs/demo/store``. The prose must say that the block uses the demo's folder.
+    Run in a working directory whose ``runs/demo`` and ``runs/demo_mqar`` hold finished
+    quick demos of the language-model and the MQAR task (copies, so blocks may write into
+    them): ``runs/demo_mqar/model``, ``runs/demo_mqar/saes/topk``, ``runs/demo/store``, ...
+    The prose must say that the block uses the demo's folder.
 ``<!-- docs-test: setup NAME -->``
     First run the snippet ``SETUPS[NAME]`` below in the file's namespace, for a fragment that
     continues from context the page describes in words. The prose must say what the
@@ -160,11 +161,11 @@ SKIPPED = [b for bs in PY.values() for b in bs if b.skip is not None]
 # -- the demo folder ---------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished quick demo (about 15 s on 2 cores), built once per session.
+    """Finished quick demos of both tasks (about 40 s on 2 cores), built once per session.
 
-    Built as ``runs/demo`` relative to its parent folder, as a page would run it: the SAE
-    runs record the model folder's path as given, so a demo made under another spelling of
-    the path would refuse to load them from the copy's ``runs/demo``."""
+    Built as ``runs/demo`` and ``runs/demo_mqar`` relative to their parent folder, as a page
+    would run them: the SAE runs record the model folder's path as given, so a demo made
+    under another spelling of the path would refuse to load them from the copy."""
     import os
 
     from featlab.runs import DemoConfig, run_demo
@@ -173,10 +174,11 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = os.getcwd()
     os.chdir(base)
     try:
-        run_demo(DemoConfig(out="runs/demo", quick=True, serve=False, progress=False))
+        for task in ("text", "mqar"):
+            run_demo(DemoConfig(task=task, quick=True, serve=False, progress=False))
     finally:
         os.chdir(cwd)
-    return base / "runs" / "demo"
+    return base / "runs"
 
 
 # -- running one page --------------------------------------------------------------------
@@ -221,8 +223,7 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     # Blocks are written as if run from the repository root: they may import experiments/.
     (work / "experiments").symlink_to(ROOT / "experiments")
     if any("demo" in b.needs for b in blocks):
-        shutil.copytree(request.getfixturevalue("quick_demo"), work / "runs" / "demo",
-                        symlinks=True)
+        shutil.copytree(request.getfixturevalue("quick_demo"), work / "runs", symlinks=True)
     monkeypatch.chdir(work)
     monkeypatch.setattr(sys, "path", list(sys.path))
     _no_serving(monkeypatch)
