@@ -117,8 +117,9 @@ def auto_explanations(
     """Cheap labels, stored with source "auto": the most frequent tokens at the peak of the
     top examples; when one recurs, the most frequent (previous token, peak token) pair; and
     when the token before the peak recurs more often than that pair, in at least 30% of the
-    examples (a feature of a context rather than of a token), that token: e.g. ``peaks on ' (' (7/10), '[' (2/10); most
-    often ' f' ' (' (4/10)`` or ``peaks on 'type' (3/10), ...; after '-' (8/10)``."""
+    examples (a feature of a context rather than of a token), that token: e.g.
+    ``peaks on ' (' (7/10), '[' (2/10); most often ' f' ' (' (4/10)`` or
+    ``peaks on 'type' (3/10), ...; after '-' (8/10)``."""
     def name(t: int) -> str:
         return repr(strings[t]) if t < len(strings) else f"#{t}"
 
