@@ -108,6 +108,7 @@ def find_circuit(
     edge_threshold: float = 0.01,
     max_nodes: int | Sequence[int] | None = 32,
     target_faithfulness: float | None = None,
+    held_out: tuple[torch.Tensor, torch.Tensor | None, Metric] | None = None,
     edges: bool = True,
     ablation: str = "mean",
     metric_name: str = "metric",
@@ -120,12 +121,21 @@ def find_circuit(
     `max_nodes` may be a sequence of growing budgets, tried in turn until the faithfulness
     reaches `target_faithfulness` (the last is kept if none does): the smallest circuit that
     explains the behaviour. Node effects are computed once, edges only for the kept circuit,
-    and ``meta["sweep"]`` records each budget's nodes, faithfulness and completeness."""
+    and ``meta["sweep"]`` records each budget's nodes, faithfulness and completeness.
+
+    `held_out` = (clean, patch, metric) of other prompts of the same length: faithfulness and
+    completeness (and so the budget chosen) are then measured on them, not on the prompts
+    that ranked the nodes, which flatter a circuit fitted to them; the in-sample values stay
+    in ``meta`` as ``faithfulness_in_sample`` / ``completeness_in_sample``."""
     budgets = list(max_nodes) if isinstance(max_nodes, Sequence) else [max_nodes]
     if not budgets:
         raise ValueError("max_nodes is an empty sequence; give at least one budget")
     if len(budgets) > 1 and target_faithfulness is None:
         raise ValueError("several max_nodes budgets need a target_faithfulness to choose by")
+    if held_out is not None and held_out[0].shape[1:] != clean.shape[1:]:
+        raise ValueError(f"held-out prompts of shape {tuple(held_out[0].shape)} do not match "
+                         f"the ranking prompts {tuple(clean.shape)} past the batch: nodes "
+                         "sit at positions, so both need the same length")
     torch.manual_seed(seed)
     eff = node_effects(model, saes, clean, metric, patch=patch, baseline=baseline,
                        method=method, steps=steps, per_position=per_position)
@@ -138,15 +148,27 @@ def find_circuit(
         kept = full.threshold(node_threshold=node_threshold, max_nodes=budget)
         scores = faithfulness(model, saes, clean, metric, kept.nodes, ablation=ablation,
                               patch=patch)
-        sweep.append({"max_nodes": budget, "n_nodes": len(kept.nodes),
-                      "faithfulness": scores["faithfulness"],
-                      "completeness": scores["completeness"]})
-        if target_faithfulness is not None and scores["faithfulness"] >= target_faithfulness:
+        row = {"max_nodes": budget, "n_nodes": len(kept.nodes),
+               "faithfulness": scores["faithfulness"], "completeness": scores["completeness"]}
+        if held_out is not None:
+            in_sample = {f"{k}_in_sample": v for k, v in scores.items()}
+            h_clean, h_patch, h_metric = held_out
+            scores = faithfulness(model, saes, h_clean, h_metric, kept.nodes,
+                                  ablation=ablation, patch=h_patch)
+            scores.update(in_sample)
+            row.update({"faithfulness": scores["faithfulness"],
+                        "completeness": scores["completeness"],
+                        "faithfulness_in_sample": in_sample["faithfulness_in_sample"],
+                        "completeness_in_sample": in_sample["completeness_in_sample"]})
+        sweep.append(row)
+        if target_faithfulness is not None and row["faithfulness"] >= target_faithfulness:
             break
     if edges:
         kept.edges = edge_effects(model, eff, clean, kept.nodes)
         kept = kept.threshold(edge_threshold=edge_threshold)
-    kept.meta.update({"ablation": ablation, "max_nodes": budget, **scores})
+    kept.meta.update({"ablation": ablation, "max_nodes": budget, **scores,
+                      "faithfulness_on": "ranking prompts" if held_out is None else
+                      f"{len(held_out[0])} held-out prompts"})
     if len(budgets) > 1 or target_faithfulness is not None:
         kept.meta.update({"sweep": sweep, "target_faithfulness": target_faithfulness})
     return kept

@@ -133,6 +133,32 @@ def test_budget_sweep_keeps_the_smallest_circuit_that_reaches_the_target(smooth_
         find_circuit(smooth_model, saes, clean, logit_metric(-1, 5), max_nodes=[1, 2], **kw)
 
 
+def test_faithfulness_on_held_out_prompts(smooth_model) -> None:
+    g = torch.Generator().manual_seed(5)
+    clean, patch, other, other_patch = (torch.randint(0, 13, (4, 8), generator=g)
+                                        for _ in range(4))
+    saes = {H0: TopKSAE(16, 24, 4, H0, seed=3), H1: TopKSAE(16, 20, 4, H1, seed=4)}
+    metric = logit_metric(-1, 5)
+    kw = dict(patch=patch, method="ig", steps=4, node_threshold=0.0, edge_threshold=0.0,
+              ablation="patch", max_nodes=[2, 4, 8], target_faithfulness=0.9)
+    ranked = find_circuit(smooth_model, saes, clean, metric, **kw)
+    same = find_circuit(smooth_model, saes, clean, metric, held_out=(clean, patch, metric), **kw)
+    assert same.meta["faithfulness"] == pytest.approx(ranked.meta["faithfulness"])
+    assert same.meta["faithfulness_in_sample"] == pytest.approx(ranked.meta["faithfulness"])
+    held = find_circuit(smooth_model, saes, clean, metric, held_out=(other, other_patch, metric),
+                        **kw)
+    direct = faithfulness(smooth_model, saes, other, metric, held.nodes, ablation="patch",
+                          patch=other_patch)
+    assert held.meta["faithfulness"] == pytest.approx(direct["faithfulness"])
+    assert held.meta["faithfulness_on"] == "4 held-out prompts"
+    assert held.meta["faithfulness"] != pytest.approx(held.meta["faithfulness_in_sample"])
+    assert [r["faithfulness"] for r in held.meta["sweep"]][-1] == pytest.approx(
+        held.meta["faithfulness"])
+    with pytest.raises(ValueError, match="same length"):
+        find_circuit(smooth_model, saes, clean, metric, held_out=(other[:, :6], None, metric),
+                     **kw)
+
+
 def test_hybrid_model_nodes_and_faithfulness() -> None:
     hybrid = pytest.importorskip("featlab.models.hybrid")
     from featlab.models.config import HybridConfig
