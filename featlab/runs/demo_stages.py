@@ -23,26 +23,37 @@ from featlab.datasets.text_pairs import PromptPairs
 def circuit(model: Any, saes: dict[str, Any], pairs: PromptPairs, store: Path, *,
             circuit_id: str, name: str, model_name: str, metric_name: str, ig_steps: int,
             budgets: Sequence[int], target: float | None, seed: int,
+            held_out: PromptPairs | None = None,
             tokens: list[str] | None = None) -> dict[str, Any]:
     """The feature circuit of `pairs` over every SAE (IG node effects, patch ablation).
 
     Node budgets (per site, growing) are tried in turn and the first whose faithfulness
-    reaches `target` is stored (else the last; see `find_circuit`). `tokens` (the first
-    clean prompt, readable) label the circuit page's positions."""
+    (on the `held_out` pairs when given) reaches `target` is stored, else the last; see
+    `find_circuit`. `tokens` (the first clean prompt, readable) label the circuit page's
+    positions."""
     from featlab.circuits import find_circuit, logit_diff_metric
 
+    def metric(p: PromptPairs) -> Any:
+        return logit_diff_metric(p.pos, p.answer, p.other)
+
     found = find_circuit(
-        model, saes, pairs.clean, logit_diff_metric(pairs.pos, pairs.answer, pairs.other),
-        patch=pairs.corrupt, method="ig", steps=ig_steps, node_threshold=0.0,
-        max_nodes=list(budgets), target_faithfulness=target, edge_threshold=0.0,
-        ablation="patch", metric_name=metric_name, seed=seed)
-    found.meta.update({"n_prompts": len(pairs.clean), "tokens": tokens})
+        model, saes, pairs.clean, metric(pairs), patch=pairs.corrupt, method="ig",
+        steps=ig_steps, node_threshold=0.0, max_nodes=list(budgets),
+        target_faithfulness=target, edge_threshold=0.0, ablation="patch",
+        held_out=None if held_out is None else (held_out.clean, held_out.corrupt,
+                                                metric(held_out)),
+        metric_name=metric_name, seed=seed)
+    found.meta.update({"n_prompts": len(pairs.clean), "tokens": tokens,
+                       "n_held_out": 0 if held_out is None else len(held_out.clean)})
     found.to_store(store, circuit_id=circuit_id, name=name, model=model_name)
     m = found.meta
     return {"circuit_id": circuit_id, "n_nodes": len(found.nodes),
             "n_edges": len(found.edges), "m_clean": float(m["m_clean"]),
             "faithfulness": float(m["faithfulness"]),
             "completeness": float(m["completeness"]), "n_prompts": len(pairs.clean),
+            "n_held_out": m["n_held_out"],
+            "faithfulness_in_sample": float(m.get("faithfulness_in_sample",
+                                                  m["faithfulness"])),
             "sweep": m.get("sweep", [])}
 
 

@@ -4,8 +4,9 @@ stream after every layer, and a circuit for closing a quote on held-out text.
 
 The circuit's prompts (`featlab.datasets.text_pairs.quote_pairs`) are stretches of held-out
 documents, then ``␣"`` (clean) or ``␣(`` (corrupt) and a few words; the metric is
-``logit('"') - logit(')')`` at the last token. The stored circuit is the smallest per-site
-node budget whose faithfulness reaches 0.8 (`demo_stages.circuit`).
+``logit('"') - logit(')')`` at the last token. 144 pairs rank the nodes; 48 pairs from
+other documents measure faithfulness, and the stored circuit is the smallest per-site node
+budget whose faithfulness on those reaches 0.8 (`demo_stages.circuit`).
 
 A recipe names its sizes (`SIZES`), trains its model (`train`), says which SAE runs to make
 (`sae_configs`) and which analysis stages to run (`stages`); `featlab.runs.demo` chains
@@ -40,7 +41,8 @@ class TextDemoSize:
     n_eval_seqs: int = 32  # held-out windows for each SAE's metrics
     n_analyze: int = 200  # held-out windows run through `analyze`
     n_examples: int = 10
-    n_prompts: int = 48  # quote prompt pairs for the circuit and importance
+    n_prompts: int = 144  # quote prompt pairs that rank the circuit's nodes (and importance)
+    n_held_out: int = 48  # other pairs, from other windows, its faithfulness is measured on
     prefix: int = 24  # held-out tokens before the opening quote
     words: int = 3  # words after it
     ig_steps: int = 8
@@ -57,7 +59,8 @@ SIZES = {
     "quick": TextDemoSize(layers=("gdn", "attn"), d_model=32, n_heads=2, vocab_size=512,
                           corpus_bytes=150_000, context_size=32, steps=10, batch=8, d_sae=64,
                           k=4, sae_tokens=2_048, n_eval_seqs=4, n_analyze=16, n_examples=4,
-                          n_prompts=6, prefix=8, words=2, ig_steps=2, budgets=(2, 4),
+                          n_prompts=6, n_held_out=4, prefix=8, words=2, ig_steps=2,
+                          budgets=(2, 4),
                           n_attr=2, attr_steps=4, n_complexity=4, complexity_tokens=300),
 }
 
@@ -109,9 +112,14 @@ def stages(model: Any, saes: dict[str, Any], size: TextDemoSize, seed: int,
     from featlab.runs.tasks import task_tokens
 
     tok = model.tokenizer
-    held = task_tokens(model.task, size.n_prompts, seed + 101, tok, part="held_out")
+    n = size.n_prompts + size.n_held_out
+    held = task_tokens(model.task, n, seed + 101, tok, part="held_out")
+    if len(held) < n:
+        raise ValueError(f"the held-out text gives {len(held)} windows; the circuit needs {n}")
     pairs = quote_pairs(tok, held[: size.n_prompts], prefix=size.prefix, words=size.words,
                         seed=seed)
+    test = quote_pairs(tok, held[size.n_prompts: n], prefix=size.prefix, words=size.words,
+                       seed=seed + 1)
     names = readable(tok, pairs.clean)
     layers = ["hook_embed", *hooks(size).values()]
     data = task_tokens(model.task, size.complexity_tokens // size.context_size + 1,
@@ -122,7 +130,8 @@ def stages(model: Any, saes: dict[str, Any], size: TextDemoSize, seed: int,
             model, saes, pairs, store, circuit_id=f"quote-close-seed{seed}",
             name="closing a quote", model_name=mixers,
             metric_name="logit(\") - logit()) at the last token", ig_steps=size.ig_steps,
-            budgets=size.budgets, target=TARGET_FAITHFULNESS, seed=seed, tokens=names[0]),
+            budgets=size.budgets, target=TARGET_FAITHFULNESS, seed=seed, held_out=test,
+            tokens=names[0]),
         "attributions": lambda: st.attributions(
             model, pairs, store, n=size.n_attr, steps=size.attr_steps, names=names,
             target='logit(") at the last token', id_prefix=f"quote-close-ig-seed{seed}"),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "demo_screenshots.py"
@@ -20,11 +21,11 @@ def test_feature_and_circuit_pages_are_photographed(tmp_path: Path) -> None:
     from featlab.runs import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=tmp_path / "demo", quick=True, serve=False, progress=False))
-    spec = importlib.util.spec_from_file_location("demo_screenshots", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    table = module.main(["--demo", str(tmp_path / "demo"), "--out", str(tmp_path / "shots")])
+    # In its own process: Playwright's sync API refuses to start where another test's browser
+    # session already runs an event loop.
+    subprocess.run([sys.executable, str(SCRIPT), "--demo", str(tmp_path / "demo"), "--out",
+                    str(tmp_path / "shots")], check=True, timeout=600)
+    table = pd.read_csv(tmp_path / "shots" / "shots.csv")
     assert list(table["shot"]) == ["feature.png", "circuit.png"]
     for name in table["shot"]:
         data = (tmp_path / "shots" / name).read_bytes()

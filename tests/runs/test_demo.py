@@ -105,6 +105,11 @@ def test_text_demo_reads_as_text_and_its_circuit_spans_every_site(demo_runs) -> 
     src_layer = edges["src"].map(nodes.set_index("node_id")["layer"])
     dst_layer = edges["dst"].map(nodes.set_index("node_id")["layer"])
     assert len(edges) > 0 and (dst_layer > src_layer).all()
+    size = RECIPES["text"].SIZES["quick"]
+    # faithfulness is measured on prompts from other windows than those that ranked the nodes
+    assert first.circuit["n_held_out"] == size.n_held_out
+    assert first.circuit["n_prompts"] == size.n_prompts
+    assert "faithfulness_in_sample" in first.circuit
     sweep = first.circuit["sweep"]
     assert [r["max_nodes"] for r in sweep] == list(RECIPES["text"].SIZES["quick"].budgets[
         : len(sweep)])
