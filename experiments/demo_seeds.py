@@ -3,8 +3,8 @@
 Runs (or loads, when finished) `featlab demo --seed S` for each seed into `--runs`/seedS
 and tabulates what docs/demo.md reports: the model's held-out loss and bits per byte, each
 SAE's FVU, L0, dead fraction and CE-loss recovered, and the circuit's nodes, edges,
-faithfulness and completeness, with the whole budget sweep (faithfulness against nodes,
-one line per seed) as the figure.
+faithfulness and completeness, with the whole budget sweep (faithfulness on the held-out
+prompts against nodes, one line per seed) as the figure.
 
 Writes ``model.{csv,md}``, ``saes.{csv,md}``, ``circuit.{csv,md}``, ``sweep.{csv,md}`` and
 ``faithfulness.{html,png}`` under `--out`. Run::
@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
         saes.append(res.saes.drop(columns=["kind"]).assign(seed=seed))
         c = res.circuit
         circuits.append({"seed": seed, "nodes": c["n_nodes"], "edges": c["n_edges"],
-                         "faithfulness": c["faithfulness"], "completeness": c["completeness"],
-                         "prompts": c["n_prompts"], "m_clean": c["m_clean"],
+                         "faithfulness (held-out)": c["faithfulness"],
+                         "completeness (held-out)": c["completeness"],
+                         "faithfulness (ranking prompts)": c["faithfulness_in_sample"],
+                         "ranking prompts": c["n_prompts"], "held-out prompts": c["n_held_out"],
+                         "m_clean": c["m_clean"],
                          "seconds (this run)": round(first_run, 1)})
         sweeps.append(pd.DataFrame(c["sweep"]).assign(seed=seed))
     tables = {"model": pd.DataFrame(models),
