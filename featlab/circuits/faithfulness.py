@@ -1,7 +1,8 @@
 """Faithfulness and completeness of a circuit by ablation (Marks et al. 2024).
 
 m(C): the metric when every node outside C is set to its ablation value ("mean" over the
-clean batch and positions, "zero", or a corrupted run's "patch") while the nodes in C keep
+clean batch at each position, "mean_all" over batch and positions, "zero", or a corrupted
+run's "patch"; `splice.baseline_states`) while the nodes in C keep
 the values the model computes. Faithfulness F(C) = (m(C) - m(empty)) / (m(full) - m(empty)),
 so the full model scores 1 and the empty circuit 0; completeness reports F of the complement
 (small when the circuit holds everything that matters).

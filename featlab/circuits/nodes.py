@@ -104,8 +104,9 @@ def node_effects(
     """Indirect effects of every SAE feature and error node at the SAEs' hooks.
 
     clean / patch: token ids `[batch, pos]`. baseline: "patch" (default when `patch` is
-    given), "zero" (default otherwise) or "mean". metric: logits `[batch, pos, d_vocab]` ->
-    per-example values `[batch]` (averaged). steps: IG quadrature points.
+    given), "zero" (default otherwise), "mean" (per position) or "mean_all" (see
+    `splice.baseline_states`). metric: logits `[batch, pos, d_vocab]` -> per-example values
+    `[batch]` (averaged). steps: IG quadrature points.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")

@@ -105,21 +105,22 @@ def baseline_states(
     model: Any, site_list: list[Site], clean: dict[str, tuple], patch: torch.Tensor | None,
     baseline: str,
 ) -> dict[str, tuple]:
-    """The states nodes are patched to: a corrupted run ("patch"), zeros ("zero") or the
-    mean over batch and positions of the clean run ("mean")."""
+    """The states nodes are patched to: a corrupted run ("patch"), zeros ("zero"), the mean
+    over the batch of the clean run at each position ("mean", as Marks et al.: templated
+    prompts whose positions align), or its mean over batch and positions ("mean_all", for
+    prompts whose positions do not align)."""
     if baseline == "patch":
         if patch is None:
             raise ValueError("baseline='patch' needs patch tokens (the corrupted input)")
         return capture(model, site_list, patch)
     if baseline == "zero":
         return {h: (torch.zeros_like(z), torch.zeros_like(e)) for h, (z, e) in clean.items()}
-    if baseline == "mean":
-        return {
-            h: (z.mean((0, 1), keepdim=True).expand_as(z), e.mean((0, 1), keepdim=True)
-                .expand_as(e))
-            for h, (z, e) in clean.items()
-        }
-    raise ValueError(f"unknown baseline {baseline!r}; use 'patch', 'zero' or 'mean'")
+    if baseline in ("mean", "mean_all"):
+        dims = (0,) if baseline == "mean" else (0, 1)
+        return {h: (z.mean(dims, keepdim=True).expand_as(z),
+                    e.mean(dims, keepdim=True).expand_as(e)) for h, (z, e) in clean.items()}
+    raise ValueError(f"unknown baseline {baseline!r}; use 'patch', 'zero', 'mean' or "
+                     "'mean_all'")
 
 
 # -- metrics -------------------------------------------------------------------------------------

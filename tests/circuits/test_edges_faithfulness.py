@@ -66,7 +66,7 @@ def test_faithfulness_full_is_one_and_empty_is_zero(smooth_model) -> None:
     saes = {H0: TopKSAE(16, 24, 4, H0, seed=3), H1: TopKSAE(16, 20, 4, H1, seed=4)}
     metric = logit_metric(-1, 5)
     all_nodes = node_effects(smooth_model, saes, tokens, metric, baseline="mean").frame()
-    for ablation in ("mean", "zero"):
+    for ablation in ("mean", "mean_all", "zero"):
         full = faithfulness(smooth_model, saes, tokens, metric, all_nodes, ablation=ablation)
         assert abs(full["m_full"] - full["m_empty"]) > 1e-3
         assert full["faithfulness"] == pytest.approx(1.0, abs=1e-5)
@@ -78,6 +78,24 @@ def test_faithfulness_full_is_one_and_empty_is_zero(smooth_model) -> None:
     with torch.no_grad():  # m_full is the unmodified model (splicing is exact)
         assert full["m_full"] == pytest.approx(float(smooth_model(tokens)[:, -1, 5].mean()),
                                                abs=1e-5)
+
+
+def test_mean_ablation_is_the_batch_mean_at_each_position(toy, tokens_pair) -> None:
+    from featlab.circuits.splice import baseline_states
+
+    clean, _ = tokens_pair
+    saes = {H0: LinearSAE(8, 6, H0, seed=1), H1: LinearSAE(8, 5, H1, seed=2)}
+    site = sites(toy, saes)
+    states = capture(toy, site, clean)
+    per_pos = baseline_states(toy, site, states, None, "mean")
+    overall = baseline_states(toy, site, states, None, "mean_all")
+    for h, (z, e) in states.items():
+        torch.testing.assert_close(per_pos[h][0], z.mean(0, keepdim=True).expand_as(z))
+        torch.testing.assert_close(per_pos[h][1], e.mean(0, keepdim=True).expand_as(e))
+        torch.testing.assert_close(overall[h][0], z.mean((0, 1), keepdim=True).expand_as(z))
+        assert not torch.allclose(per_pos[h][0], overall[h][0])  # positions differ here
+    with pytest.raises(ValueError, match="mean_all"):
+        baseline_states(toy, site, states, None, "median")
 
 
 def test_find_circuit_json_and_store_round_trip(smooth_model, tmp_path) -> None:
