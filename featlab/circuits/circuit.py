@@ -20,6 +20,8 @@ from featlab.circuits.splice import Metric
 
 NODE_COLUMNS = ["node_id", "hook", "layer", "sae_id", "feature", "pos", "kind", "effect"]
 EDGE_COLUMNS = ["src", "dst", "effect"]
+SWEEP_SCORES = ("faithfulness", "completeness", "faithfulness_in_sample",
+                "completeness_in_sample")  # what meta["sweep"] records per budget
 
 
 @dataclass
@@ -148,18 +150,13 @@ def find_circuit(
         kept = full.threshold(node_threshold=node_threshold, max_nodes=budget)
         scores = faithfulness(model, saes, clean, metric, kept.nodes, ablation=ablation,
                               patch=patch)
-        row = {"max_nodes": budget, "n_nodes": len(kept.nodes),
-               "faithfulness": scores["faithfulness"], "completeness": scores["completeness"]}
         if held_out is not None:
-            in_sample = {f"{k}_in_sample": v for k, v in scores.items()}
             h_clean, h_patch, h_metric = held_out
-            scores = faithfulness(model, saes, h_clean, h_metric, kept.nodes,
-                                  ablation=ablation, patch=h_patch)
-            scores.update(in_sample)
-            row.update({"faithfulness": scores["faithfulness"],
-                        "completeness": scores["completeness"],
-                        "faithfulness_in_sample": in_sample["faithfulness_in_sample"],
-                        "completeness_in_sample": in_sample["completeness_in_sample"]})
+            scores = {**faithfulness(model, saes, h_clean, h_metric, kept.nodes,
+                                     ablation=ablation, patch=h_patch),
+                      **{f"{k}_in_sample": v for k, v in scores.items()}}
+        row = {"max_nodes": budget, "n_nodes": len(kept.nodes)}
+        row.update({k: scores[k] for k in SWEEP_SCORES if k in scores})
         sweep.append(row)
         if target_faithfulness is not None and row["faithfulness"] >= target_faithfulness:
             break
