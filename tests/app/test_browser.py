@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 # About 2.5 minutes on 2 busy cores (Chromium + plotly.js), hence also `slow`.
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -62,10 +63,21 @@ def test_hover_token_shows_its_value(page, live_server) -> None:
         if pg.locator("#examples .tok-active").count():
             break
         goto(w, live_server, f"/sae/{SAE}/feature/{f}", "#feature-page")
+    # plotly draws the histogram above the examples asynchronously, and the layout shift can
+    # move the token from under a pointer that hovered too early: wait for it, and hover again
+    # if the tip has not shown.
+    pg.wait_for_selector("#feature-hist .main-svg")
     tok = pg.locator("#examples .tok-active").first
     tip = tok.locator(".tok-tip")
     assert not tip.is_visible()
-    tok.hover()
+    for _ in range(5):
+        tok.scroll_into_view_if_needed()
+        tok.hover()
+        try:
+            tip.wait_for(state="visible", timeout=3000)
+            break
+        except PlaywrightTimeout:
+            pg.mouse.move(0, 0)
     tip.wait_for(state="visible")
     assert float(tip.inner_text()) == pytest.approx(float(tok.get_attribute("title")), rel=1e-2)
     assert float(tip.inner_text()) > 0
