@@ -6,6 +6,10 @@ After Fel et al., "Understanding Visual Feature Reliance through the Lens of Com
 logistic one). A feature readable from the first layer on has K ~ 0; one that only the last
 layer exposes has K ~ 1 - 1/L; one no layer exposes has K ~ 1.
 
+For a label, prefer ``family="logistic"``: the Gaussian family regresses the label's *value*,
+so a linearly separable threshold feature (the majority of 3 +-1 bits, R^2 0.75 from its own
+bits) comes out "complex" (K 0.25 where the logistic family gives ~0).
+
 The target z can be anything with one value per example: a labelled feature, the projection
 onto a probe direction, or an SAE latent's activations -- so every SAE feature can be given a
 complexity score. Which layers count is the caller's choice (`layers`); the experiments here

@@ -6,6 +6,12 @@ layer's (flattened) activation space: a probe direction, or an SAE decoder row. 
 on an example is either given (`codes`, e.g. SAE latent activations) or the projection
 ``h . d_j``. With h written as ``sum_j z_j d_j + rest``, the chain rule gives
 ``dy/dz_j = d_j . dy/dh``, so only one backward pass per batch is needed for all features.
+
+Gradient x value needs a meaningful zero for z. A dictionary coefficient has one (0 = the
+latent is off), so given codes are used as they are. A raw projection does not: ``h . d``
+carries the layer's mean along d (a ReLU layer's is far from 0), and adding a constant to it
+would change the score without changing the model. Projections are therefore measured from
+their mean over X (``zero="mean"``), which makes the score blind to that offset.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["importance"]
+__all__ = ["ZEROS", "importance"]
+
+ZEROS = ("mean", "raw")
 
 
 def importance(
@@ -27,6 +35,7 @@ def importance(
     directions: Any,
     *,
     codes: Any = None,
+    zero: str | None = None,
     output_index: int = 0,
     names: Sequence[str] | None = None,
     batch_size: int = 1024,
@@ -35,14 +44,20 @@ def importance(
 
     model: a HookedRootModule; X: [n, ...] inputs; directions: [k, d] with d the flattened
     width of the hook's activation; codes: optional [n, k] feature values (default: the
-    projections). Returns a DataFrame with columns feature, importance, mean_abs_z,
-    mean_abs_grad.
+    projections). `zero`: where z is measured from -- "mean" (z minus its mean over X) or
+    "raw" (z as it is); default "mean" for projections and "raw" for codes.
+    Returns a DataFrame with columns feature, importance, mean_abs_z, mean_abs_grad, z_offset
+    (the value subtracted from z: its mean for "mean", 0 for "raw").
     """
     hook_dict = getattr(model, "hook_dict", None)
     if hook_dict is None:
         raise TypeError("importance needs a HookedRootModule (something with .hook_dict)")
     if hook not in hook_dict:
         raise KeyError(f"no hook {hook!r} in the model; valid names: {list(hook_dict)}")
+    if zero is None:
+        zero = "mean" if codes is None else "raw"
+    if zero not in ZEROS:
+        raise ValueError(f"zero must be one of {list(ZEROS)}, got {zero!r}")
     D = torch.as_tensor(np.asarray(directions), dtype=torch.float32)
     if D.ndim == 1:
         D = D[None]
@@ -59,9 +74,7 @@ def importance(
     if len(names) != k:
         raise ValueError(f"{len(names)} names for {k} directions")
 
-    sum_imp = torch.zeros(k, dtype=torch.float64)
-    sum_z = torch.zeros(k, dtype=torch.float64)
-    sum_g = torch.zeros(k, dtype=torch.float64)
+    zs, grads = [], []
     model.eval()
     for i in range(0, X.shape[0], batch_size):
         xb = X[i : i + batch_size]
@@ -85,17 +98,18 @@ def importance(
             raise ValueError(
                 f"directions have width {D.shape[1]} but {hook!r} is {hf.shape[1]} wide"
             )
-        z = hf @ D.T if codes is None else codes[i : i + batch_size]
-        dydz = gf @ D.T  # [b, k]
-        sum_imp += (z * dydz).abs().sum(0).double()
-        sum_z += z.abs().sum(0).double()
-        sum_g += dydz.abs().sum(0).double()
-    n = X.shape[0]
+        zs.append((hf @ D.T if codes is None else codes[i : i + batch_size]).double())
+        grads.append((gf @ D.T).double())  # dy/dz, [b, k]
+    z, dydz = torch.cat(zs), torch.cat(grads)
+    # The mean needs every row, so the products wait until all batches are in ([n, k] only).
+    offset = z.mean(0) if zero == "mean" else torch.zeros(k, dtype=torch.float64)
+    z = z - offset
     return pd.DataFrame(
         dict(
             feature=names,
-            importance=(sum_imp / n).numpy(),
-            mean_abs_z=(sum_z / n).numpy(),
-            mean_abs_grad=(sum_g / n).numpy(),
+            importance=(z * dydz).abs().mean(0).numpy(),
+            mean_abs_z=z.abs().mean(0).numpy(),
+            mean_abs_grad=dydz.abs().mean(0).numpy(),
+            z_offset=offset.numpy(),
         )
     )

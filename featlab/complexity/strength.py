@@ -6,6 +6,11 @@ fraction of the layer's total variance that f explains. Unlike decodability (fea
 representation), it is large only when the feature takes up a large share of the geometry, so
 two perfectly decodable features can have very different strengths. `pc_alignment` asks the
 related question of how much the top principal component is about the feature.
+
+"Variance explained" can be pooled over units (``1 - sum SSE / sum SS``: units weighted by
+their variance, the share of the layer's total variance) or averaged over units (the mean of
+each unit's R^2: every live unit counts the same, so a few high-variance units cannot decide
+it). The default is pooled; ``average="units"`` gives the other.
 """
 
 from __future__ import annotations
@@ -25,15 +30,22 @@ from featlab.probes._layers import (
     to_numpy_2d,
 )
 
-__all__ = ["pc_alignment", "representation_strength", "strength_table"]
+__all__ = ["AVERAGES", "pc_alignment", "representation_strength", "strength_table"]
+
+AVERAGES = ("pooled", "units")
 
 
 def representation_strength(
-    H: Any, z: Any, *, test_size: float = 0.25, seed: int = 0, name: str = "z"
+    H: Any, z: Any, *, test_size: float = 0.25, seed: int = 0, name: str = "z",
+    average: str = "pooled",
 ) -> float:
-    """Held-out R^2 of ``H ~ z`` (z: [n] or [n, k]; H: [n, ...] flattened), pooled over
-    units: ``1 - sum SSE / sum SS`` with H centred by its training mean. A constant z raises
+    """Held-out R^2 of ``H ~ z`` (z: [n] or [n, k]; H: [n, ...] flattened) with H centred by
+    its training mean: pooled over units (``1 - sum SSE / sum SS``, default) or, with
+    ``average="units"``, the mean of the units' own R^2 over the units that vary on the test
+    split (a dead ReLU unit has no R^2). A constant z raises
     :class:`~featlab.probes.ConstantTargetError` naming `name`."""
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {list(AVERAGES)}, got {average!r}")
     Ha = to_numpy_2d(H, name="H")
     Z = to_numpy_2d(z, name=name)
     if Z.shape[0] != Ha.shape[0]:
@@ -51,7 +63,14 @@ def representation_strength(
     A = np.c_[Z[tr], np.ones(len(tr))]
     W, *_ = np.linalg.lstsq(A, Hc[tr], rcond=None)
     pred = np.c_[Z[te], np.ones(len(te))] @ W
-    return float(1.0 - np.sum((Hc[te] - pred) ** 2) / ss)
+    sse = np.sum((Hc[te] - pred) ** 2, axis=0)
+    if average == "pooled":
+        return float(1.0 - sse.sum() / ss)
+    # the same centring (training mean) as the pooled form, one unit at a time
+    live = np.ptp(Ha[te], axis=0) > 0
+    if not live.any():
+        raise ValueError("no unit of the representation varies on the test split")
+    return float(np.mean(1.0 - sse[live] / np.sum(Hc[te][:, live] ** 2, axis=0)))
 
 
 def pc_alignment(H: Any, z: Any, *, component: int = 0, name: str = "z") -> float:
@@ -79,9 +98,10 @@ def strength_table(
     test_size: float = 0.25,
     seed: int = 0,
     on_constant: str = "warn",
+    average: str = "pooled",
 ) -> pd.DataFrame:
     """Long table: layer, depth, feature, strength, pc1_r2, pc1_var_frac (variance share of
-    PC1), reason.
+    PC1), reason. `average` is passed to :func:`representation_strength`.
 
     A feature constant on these rows gets NaN strength and pc1_r2 with the cause in `reason`
     (None elsewhere) and one warning naming all such features (``on_constant="warn"``), or
@@ -100,7 +120,7 @@ def strength_table(
             label = f"feature {feat!r}"
             try:
                 strength = representation_strength(h, z, test_size=test_size, seed=seed,
-                                                   name=label)
+                                                   name=label, average=average)
                 pc1, reason = pc_alignment(h, z, name=label), None
             except ConstantTargetError as err:
                 if on_constant == "raise":

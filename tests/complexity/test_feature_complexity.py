@@ -91,3 +91,21 @@ def test_constant_latent_can_raise_instead() -> None:
         feature_complexity(layers, np.zeros(len(easy)), name="latent 12")
     with pytest.raises(ConstantTargetError, match="latent 12 is constant.*split"):
         v_information_by_layer(layers, rare, name="latent 12")
+
+
+def test_threshold_feature_is_simple_for_the_logistic_family_only() -> None:
+    # The majority of 3 bits is linearly separable from the bits, but as a +-1 *value* it is
+    # not a linear function of them (R^2 = 0.75): the Gaussian family calls it complex.
+    rng = np.random.default_rng(1)
+    x = rng.choice([-1.0, 1.0], size=(2000, 5))
+    layers = {"l0": np.c_[x, rng.standard_normal((2000, 2))], "l1": x}
+    majority = np.sign(x[:, :3].sum(1))
+    k_gauss = feature_complexity(layers, majority, family="gaussian")
+    k_logistic = feature_complexity(layers, majority, family="logistic")
+    assert k_gauss == pytest.approx(0.25, abs=0.05)
+    assert k_logistic < 0.05
+    # a parity stays complex under both: no linear family reads it from the bits
+    parity = x[:, 3] * x[:, 4]
+    assert feature_complexity(layers, parity, family="logistic") > 0.9
+    t = complexity_table(layers, {"maj": majority}, family="logistic")
+    assert set(t.units) == {"bits"} and set(t.family) == {"logistic"}

@@ -45,3 +45,17 @@ def test_table_with_a_constant_feature() -> None:
     assert t.reason.notna().tolist() == [False, True]
     with pytest.raises(ConstantTargetError, match="feature 'dead' is constant"):
         strength_table({"h": H}, {"a": a, "dead": np.zeros(len(a))}, on_constant="raise")
+
+
+def test_pooled_and_per_unit_averages_weigh_units_differently() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.choice([-1.0, 1.0], (2, 1000))
+    # one loud unit that is all a, nine quiet units that are mostly b
+    H = np.c_[10.0 * a, b[:, None] + 0.3 * rng.standard_normal((1000, 9))]
+    assert representation_strength(H, a) > 0.9 > representation_strength(H, b)
+    assert representation_strength(H, b, average="units") > 0.8
+    assert representation_strength(H, a, average="units") < 0.15
+    t = strength_table({"h": H}, {"a": a, "b": b}, average="units").set_index("feature")
+    assert t.strength["b"] > t.strength["a"]
+    with pytest.raises(ValueError, match="average must be one of"):
+        representation_strength(H, a, average="median")
