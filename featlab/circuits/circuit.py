@@ -117,8 +117,8 @@ def find_circuit(
     seed: int = 0,
 ) -> Circuit:
     """Sparse feature circuit: node effects, thresholded nodes (plus at most `max_nodes` per
-    hook), edges between kept nodes of successive hooks, and faithfulness/completeness of the
-    kept nodes by `ablation`.
+    hook), edges between kept nodes of every two hooks joined by a direct path (see
+    `edge_effects`), and faithfulness/completeness of the kept nodes by `ablation`.
 
     `max_nodes` may be a sequence of growing budgets, tried in turn until the faithfulness
     reaches `target_faithfulness` (the last is kept if none does): the smallest circuit that

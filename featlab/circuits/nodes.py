@@ -38,11 +38,13 @@ METHODS = ("atp", "ig")
 
 @dataclass
 class NodeEffects:
-    """Effects and clean-run gradients per hook.
+    """Effects and the gradients they were computed with, per hook.
 
     effect_z[hook]: `[pos, d_sae]` (or `[d_sae]` summed over positions); effect_err[hook]:
-    `[pos]` (or scalar). grad_z / grad_err: clean gradients `[batch, pos, d_sae]` /
-    `[batch, pos, d_in]` (what edges need); delta_z / delta_err: patch - clean.
+    `[pos]` (or scalar). grad_z / grad_err: dm/dz `[batch, pos, d_sae]` and dm/derr
+    `[batch, pos, d_in]`, on the clean run ("atp") or averaged over the hook's integrated-
+    gradients path ("ig"), so effect = grad . delta; edges reuse them as the downstream
+    gradient. delta_z / delta_err: patch - clean.
     """
 
     sites: list[Site]
@@ -118,16 +120,20 @@ def node_effects(
     base = baseline_states(model, site_list, states, patch, baseline)
     delta_z = {h: base[h][0] - states[h][0] for h in states}
     delta_e = {h: base[h][1] - states[h][1] for h in states}
-    grads_z, grads_e, m_clean = clean_gradients(model, site_list, clean, metric)
+    if method == "ig":
+        grads_z, grads_e = {}, {}
+        for s in site_list:
+            grads_z[s.hook], grads_e[s.hook] = _ig_gradients(model, s, clean, metric,
+                                                             states[s.hook], base[s.hook], steps)
+        with torch.no_grad():
+            m_clean = float(reduce_metric(metric(model(clean))))
+    else:
+        grads_z, grads_e, m_clean = clean_gradients(model, site_list, clean, metric)
     eff_z, eff_e = {}, {}
     for s in site_list:
         h = s.hook
-        if method == "ig":
-            gz, ge = _ig_gradients(model, s, clean, metric, states[h], base[h], steps)
-        else:
-            gz, ge = grads_z[h], grads_e[h]
-        ez = (gz * delta_z[h]).sum(0)  # [pos, d_sae]; grads already carry the 1/batch
-        ee = (ge * delta_e[h]).sum((0, 2))  # [pos]
+        ez = (grads_z[h] * delta_z[h]).sum(0)  # [pos, d_sae]; grads already carry the 1/batch
+        ee = (grads_e[h] * delta_e[h]).sum((0, 2))  # [pos]
         eff_z[h], eff_e[h] = (ez, ee) if per_position else (ez.sum(0), ee.sum(0))
     return NodeEffects(site_list, eff_z, eff_e, grads_z, grads_e, delta_z, delta_e,
                        per_position, method, m_clean)

@@ -19,7 +19,9 @@ Metric = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Site:
-    """One hook with its SAE. `layer` orders the sites (edges join successive sites)."""
+    """One hook with its SAE. `order` is the hook's index in `model.hook_dict`, which for
+    TransformerLens lists `hook_resid_pre` after `hook_attn_out`; edges therefore follow the
+    order in which the hooks run instead."""
 
     hook: str
     sae: Any
@@ -30,7 +32,7 @@ class Site:
 
 def sites(model: Any, saes: Any) -> list[Site]:
     """Normalise `saes` (dict hook -> SAE, dict sae_id -> SAE, or a list with cfg.hook_name)
-    into sites sorted by their position in the model's forward pass."""
+    into sites sorted by their hooks' order in `model.hook_dict` (see `Site`)."""
     items: list[tuple[str, str, Any]] = []
     if isinstance(saes, Mapping):
         for key, sae in saes.items():

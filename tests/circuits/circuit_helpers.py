@@ -1,5 +1,5 @@
 """Helpers of the circuit tests: a toy hooked model that is linear in its hooks, linear and
-TopK SAEs, and a tiny smooth (GELU) HookedTransformer."""
+TopK SAEs, and brute-force direct effects for checking edges."""
 
 from __future__ import annotations
 
@@ -78,3 +78,50 @@ class LinearToy(HookedRootModule):
         for block in self.blocks:
             x = block(x)
         return x @ self.W_U
+
+
+def direct_response(model, saes, tokens, states, up, node, step, down, hold):
+    """Brute-force direct effect: (z, err) at `down` with upstream `node` = (feature, pos) of
+    hook `up` moved by `step` x (patch - clean) (`states` = (clean, patch) captures), every hook
+    in `hold` pinned to its clean activation, and the rest of the model running normally."""
+    clean, patch = states
+    feature, pos = node
+    z, e = (t.clone() for t in clean[up])
+    if feature < 0:
+        e[:, pos] += step * (patch[up][1][:, pos] - e[:, pos])
+    else:
+        z[:, pos, feature] += step * (patch[up][0][:, pos, feature] - z[:, pos, feature])
+    out = {}
+
+    def set_up(x, hook):
+        return (saes[up].decode(z) + e).reshape(x.shape)
+
+    def pin(x, hook):
+        zh, eh = clean[hook.name]
+        return (saes[hook.name].decode(zh) + eh).reshape(x.shape)
+
+    def read(x, hook):
+        out["z"] = saes[down].encode(x)
+        out["e"] = x - saes[down].decode(out["z"])
+
+    hooks = [(up, set_up), (down, read)] + [(h, pin) for h in hold]
+    with torch.no_grad():
+        model.run_with_hooks(tokens, fwd_hooks=hooks)
+    return out["z"], out["e"]
+
+
+def edge_values(grad_z, grad_err, dz, de):
+    """sum over the batch of dm/dd * (change of d), per downstream node: `[pos, d_sae + 1]`
+    with the error node last (the layout `edge_matrix` reads edges into)."""
+    return torch.cat([(grad_z * dz).sum(0), (grad_err * de).sum((0, 2))[:, None]], dim=1)
+
+
+def edge_matrix(edges, src, down, n_pos, d_sae):
+    """Edges from node id `src` into every node of hook `down`, as `[pos, d_sae + 1]` (NaN
+    where no edge was computed)."""
+    out = torch.full((n_pos, d_sae + 1), float("nan"))
+    rows = edges[(edges["src"] == src) & edges["dst"].str.startswith(down + "/")]
+    for dst, value in zip(rows["dst"], rows["effect"], strict=True):
+        name, pos = dst.rsplit("/", 1)[1].split("@")
+        out[int(pos), d_sae if name == "err" else int(name)] = value
+    return out
