@@ -195,22 +195,38 @@ def logit_bars(top: pd.DataFrame, bottom: pd.DataFrame):
 # -- circuits -----------------------------------------------------------------------------------
 
 
+# Where a hook sits inside its block, relative to the block's output: Marks et al.'s edges
+# join resid_pre -> attn / mlp -> resid_post within one layer, so each needs a row of its
+# own. resid_post keeps the layer's row (as residual-only circuits always drew it), and
+# resid_pre shares the previous block's resid_post row, being the same tensor.
+_BLOCK_ROW = {"hook_resid_pre": -1.0, "hook_attn_out": -0.6, "hook_mixer_out": -0.6,
+              "hook_resid_mid": -0.45, "hook_mlp_out": -0.3, "hook_resid_post": 0.0}
+
+
+def block_row(hook: object) -> float:
+    """Offset from its layer's row of `hook` (a `blocks.{l}.<name>` hook); 0 if unknown."""
+    return _BLOCK_ROW.get(str(hook).rsplit(".", 1)[-1], 0.0)
+
+
 def circuit_positions(nodes: pd.DataFrame) -> pd.DataFrame:
-    """Place nodes on a grid: x = token position, y = layer; nodes sharing a cell are spread
-    horizontally (by descending |effect|) so none overlaps. Returns `nodes` plus `x`, `y`."""
+    """Place nodes on a grid: x = token position, y = layer plus the hook's place in its block
+    (`block_row`); nodes sharing a cell are spread horizontally (by descending |effect|) so
+    none overlaps. Returns `nodes` plus `x`, `y`."""
     out = nodes.copy()
     if not len(out):
         return out.assign(x=pd.Series(dtype=float), y=pd.Series(dtype=float))
     eff = first_col(out, ("effect", "score", "attribution", "value"), "circuit nodes")
     out["_abs"] = out[eff].abs()
-    out = out.sort_values(["layer", "pos", "_abs"], ascending=[True, True, False])
-    slot = out.groupby(["layer", "pos"]).cumcount()
-    size = out.groupby(["layer", "pos"])["pos"].transform("size")
+    rows = out["hook"].map(block_row) if "hook" in out else 0.0
+    out["_row"] = out["layer"].astype(float) + rows
+    out = out.sort_values(["_row", "pos", "_abs"], ascending=[True, True, False])
+    slot = out.groupby(["_row", "pos"]).cumcount()
+    size = out.groupby(["_row", "pos"])["pos"].transform("size")
     # Spread within [-0.4, 0.4] of the position so neighbouring positions never collide.
     spread = np.where(size > 1, (slot / (size - 1).clip(lower=1) - 0.5) * 0.8, 0.0)
     out["x"] = out["pos"].astype(float) + spread
-    out["y"] = out["layer"].astype(float)
-    return out.drop(columns="_abs").sort_index()
+    out["y"] = out["_row"]
+    return out.drop(columns=["_abs", "_row"]).sort_index()
 
 
 def circuit_figure(nodes: pd.DataFrame, edges: pd.DataFrame, node_col: str = "node"):

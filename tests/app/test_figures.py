@@ -94,3 +94,18 @@ def test_complexity_spectrum_mean_line() -> None:
     fig = figures.complexity_spectrum(df)
     mean = fig.data[-1]
     assert mean.name == "mean" and np.allclose(mean.y, [0.4, 0.7])
+
+
+def test_circuit_positions_give_each_hook_of_a_block_its_own_row() -> None:
+    # Marks et al.'s edges run resid_pre -> attn -> resid_post inside one layer: on one row
+    # they would be drawn over each other.
+    hooks = ["blocks.1.hook_resid_pre", "blocks.1.hook_attn_out", "blocks.1.hook_mlp_out",
+             "blocks.1.hook_resid_post", "blocks.2.hook_resid_pre", "blocks.1.hook_other"]
+    nodes = pd.DataFrame({"node_id": [f"n{i}" for i in range(6)], "hook": hooks,
+                          "layer": [1, 1, 1, 1, 2, 1], "pos": 0, "effect": 1.0})
+    y = figures.circuit_positions(nodes).set_index("hook")["y"]
+    assert y["blocks.1.hook_resid_pre"] < y["blocks.1.hook_attn_out"] \
+        < y["blocks.1.hook_mlp_out"] < y["blocks.1.hook_resid_post"]
+    # resid_post of layer 1 is resid_pre of layer 2: the same row, the layer's own.
+    assert y["blocks.1.hook_resid_post"] == y["blocks.2.hook_resid_pre"] == 1.0
+    assert y["blocks.1.hook_other"] == 1.0  # unknown hooks keep the layer's row
