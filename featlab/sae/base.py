@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from featlab.sae.config import SAEConfig
+from featlab.sae.config import SAEConfig, default_dead_tokens
 from featlab.sae.sparse import selected_preacts, sparse_decode, to_dense, topk_select
 
 _TORCH_DTYPES = {
@@ -187,9 +187,23 @@ class SparseAutoencoder(nn.Module):
         """Loss and statistics of one training batch ``x`` ``[N, d_in]``. Kinds override."""
         raise NotImplementedError
 
-    def dead_mask(self, dead_tokens: int) -> Tensor:
-        """``[d_sae]`` bool: latents that have not fired for at least ``dead_tokens`` tokens."""
-        return self.tokens_since_fired >= dead_tokens
+    def dead_window(self) -> int:
+        """Tokens without firing after which a latent counts as dead: the kind's resolved
+        ``dead_tokens`` (`train_sae` sets it from the run length), else the default."""
+        window = getattr(self.hp, "dead_tokens", None)
+        return int(window) if window is not None else default_dead_tokens(None)
+
+    def dead_mask(self, dead_tokens: int | None = None) -> Tensor:
+        """``[d_sae]`` bool: latents that have not fired for at least ``dead_tokens`` tokens
+        (None: `dead_window`)."""
+        window = self.dead_window() if dead_tokens is None else dead_tokens
+        return self.tokens_since_fired >= window
+
+    def k_aux(self, dead: Tensor) -> int:
+        """AuxK latents per token: the kind's ``k_aux`` (None: d_in // 2), at most the number
+        of ``dead`` latents."""
+        k_aux = self.hp.k_aux if self.hp.k_aux is not None else max(self.d_in // 2, 1)
+        return min(k_aux, int(dead.sum()))
 
     @torch.no_grad()
     def update_stats(
@@ -245,6 +259,27 @@ def mse_rows(x_hat: Tensor, x: Tensor) -> Tensor:
     return (x_hat - x).pow(2).sum(-1).mean()
 
 
+def auxk_loss(e_hat: Tensor, residual: Tensor, x: Tensor, normalize: bool) -> Tensor:
+    """AuxK's fit of ``residual`` ``[N, d_in]`` (x - x_hat, detached) by ``e_hat``.
+
+    Unnormalised: `mse_rows` (squared error summed over d_in, mean over rows). Normalised (Gao
+    et al. 2024, openai/sparse_autoencoder's ``normalized_mse``): that error over the
+    residual's batch variance about its mean, times the batch variance of ``x``. Gao's loss is
+    FVU + aux_coef * NMSE; featlab's main term is the unnormalised MSE = Var(x) * FVU, so
+    the factor Var(x) keeps Gao's ratio of the two terms (Adam does not see the common
+    scale). Both variances are constants of the batch (no gradient); a residual of zero
+    variance gives 0.
+    """
+    err = mse_rows(e_hat, residual)
+    if not normalize:
+        return err
+    with torch.no_grad():
+        var_e = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+        var_x = (x - x.mean(0)).pow(2).sum(-1).mean()
+        scale = var_x / var_e if float(var_e) > 0 else torch.zeros_like(var_e)
+    return err * scale
+
+
 def aux_topk_loss(
     sae: SparseAutoencoder,
     x: Tensor,
@@ -252,13 +287,14 @@ def aux_topk_loss(
     residual: Tensor,
     candidates: Tensor,
     k_aux: int,
+    normalize: bool = False,
 ) -> Tensor:
     """AuxK (Gao et al. 2024): reconstruct the main residual from the top ``k_aux``
     pre-activations among ``candidates`` (``[d_sae]`` bool, e.g. dead latents).
 
     x ``[N, d_in]`` raw input; pre ``[N, d_sae]`` pre-activations computed without grad;
-    residual ``[N, d_in]`` = x - x_hat (detached). Returns the mean squared error of the
-    residual fit (0 when there is no candidate).
+    residual ``[N, d_in]`` = x - x_hat (detached). Returns `auxk_loss` of the residual fit
+    (0 when there is no candidate).
     """
     n_cand = int(candidates.sum())
     if n_cand == 0:
@@ -269,4 +305,4 @@ def aux_topk_loss(
         vals, idx = topk_select(masked, k)
     vals = selected_preacts(x, sae.b_dec, sae.W_enc, sae.b_enc, idx, vals).relu()
     e_hat = sparse_decode(vals, idx, sae.W_dec)
-    return mse_rows(e_hat, residual)
+    return auxk_loss(e_hat, residual, x, normalize)

@@ -18,20 +18,24 @@ from torch import Tensor
 
 from featlab.kernels import sparse_decode as kernel_decode
 from featlab.kernels.batch_topk import batch_topk_encode
-from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput, mse_rows
-from featlab.sae.config import SAEConfig
+from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput, auxk_loss, mse_rows
+from featlab.sae.config import SAEConfig, check_dead_tokens
 from featlab.sae.sparse import row_offsets
 
 
 @dataclass(frozen=True)
 class BatchTopKHparams:
-    """aux_coef / k_aux / dead_tokens: AuxK as in TopK. threshold_decay: EMA decay of the
-    inference threshold."""
+    """aux_coef / k_aux / dead_tokens / aux_normalize: AuxK as in TopK. threshold_decay: EMA
+    decay of the inference threshold."""
 
     aux_coef: float = 1.0 / 32.0
     k_aux: int | None = None
-    dead_tokens: int = 1_000_000
+    dead_tokens: int | None = None
     threshold_decay: float = 0.99
+    aux_normalize: bool = True
+
+    def __post_init__(self) -> None:
+        check_dead_tokens(self.dead_tokens)
 
 
 def batch_topk_select(pre: Tensor, k_total: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -87,9 +91,8 @@ class BatchTopKSAE(SparseAutoencoder):
         n = x.shape[0]
         k_aux, dead = 0, None
         if self.hp.aux_coef > 0:
-            dead = self.dead_mask(self.hp.dead_tokens)
-            k_aux = self.hp.k_aux if self.hp.k_aux is not None else max(self.d_in // 2, 1)
-            k_aux = min(k_aux, int(dead.sum()))
+            dead = self.dead_mask()
+            k_aux = self.k_aux(dead)
         out = batch_topk_encode(
             x, self.W_enc, self.b_enc, self.cfg.k, b_dec=self.b_dec, aux_k=k_aux, dead_mask=dead
         )
@@ -98,7 +101,7 @@ class BatchTopKSAE(SparseAutoencoder):
         aux = x.new_zeros(())
         if k_aux > 0:  # AuxK: fit the residual from the top k_aux dead latents
             e_hat = kernel_decode(out.aux_values, out.aux_indices, self.W_dec).to(x.dtype)
-            aux = mse_rows(e_hat, (x - x_hat).detach())
+            aux = auxk_loss(e_hat, (x - x_hat).detach(), x, self.hp.aux_normalize)
         with torch.no_grad():
             cols = out.indices[out.selected]
             pre_sel = out.values[out.selected].to(x.dtype)

@@ -16,6 +16,30 @@ from typing import Any
 
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
 
+# Gao et al. (2024) call a latent dead after 10M tokens without firing. CPU-sized runs see
+# 60k-1M tokens in all, so a fixed 10M (or the former 1M) never flags one and AuxK never
+# ran; the window is a fixed share of the run instead, capped at Gao's value.
+DEAD_TOKENS_CAP = 10_000_000
+DEAD_TOKENS_FRACTION = 0.1
+
+
+def default_dead_tokens(run_tokens: int | None, batch_size: int = 1) -> int:
+    """The dead-latent window of a run of ``run_tokens`` tokens: DEAD_TOKENS_FRACTION of it,
+    at least one batch, at most DEAD_TOKENS_CAP (the cap itself when the run length is
+    unknown, e.g. a bare ``training_loss`` call outside `train_sae`)."""
+    if run_tokens is None:
+        return DEAD_TOKENS_CAP
+    return min(DEAD_TOKENS_CAP, max(int(run_tokens * DEAD_TOKENS_FRACTION), batch_size, 1))
+
+
+def check_dead_tokens(dead_tokens: int | None) -> None:
+    """The Hparams check of a ``dead_tokens`` field (None: set from the run length)."""
+    if dead_tokens is not None and (isinstance(dead_tokens, bool) or dead_tokens <= 0):
+        raise ValueError(
+            f"dead_tokens={dead_tokens!r}: a latent counts as dead after this many tokens "
+            "without firing, so it must be a positive int; pass None to scale it with the run"
+        )
+
 
 @dataclass(frozen=True)
 class SAEConfig:

@@ -4,9 +4,13 @@ feature choice sparse autoencoders").
 Each latent i keeps its top m_i tokens of the batch (columns choose rows, the transpose of
 TopK). Capacities sum to k*B and follow a Zipf law m_i proportional to rank_i^(-s), ranks from
 the running (EMA) density order; s = 0 gives the uniform m = k*B/d_sae. Decision where the
-paper leaves room: every latent gets at least one token per batch, so no latent can be starved
-by rounding (hence no dead latents while training), and the k*B - d_sae remaining slots are
-split by the Zipf weights with largest-remainder rounding, capped at B per latent.
+paper leaves room (``floor``, default on): every latent gets a capacity of at least one token
+per batch, so no latent can be starved by rounding, and the k*B - d_sae remaining slots are
+split by the Zipf weights with largest-remainder rounding, capped at B per latent. A latent
+still fires only where its pre-activation is positive, so the floor makes dead latents rare,
+not impossible. With ``floor=False`` all k*B slots follow the Zipf weights, so at s > 0 the
+tail latents get capacity 0: they cannot fire, keep density 0 and hence the last ranks, and
+stay dead (at s = 0 capacities are uniform and the floor changes nothing unless k*B < d_sae).
 
 Inference uses a per-latent JumpReLU threshold, an EMA of the m_i-th largest activation.
 aux_zipf: an AuxK-style loss (top k_aux per token among "starved" latents, those whose running
@@ -29,9 +33,11 @@ from featlab.sae.sparse import row_offsets, selected_preacts, sparse_decode
 
 @dataclass(frozen=True)
 class FeatureChoiceHparams:
-    """zipf_s: Zipf exponent of the capacities (0: uniform). aux_coef / k_aux: the aux_zipf
-    loss (k_aux None: d_in // 2). aux_frac: starved below this fraction of the expected density.
-    density_decay / threshold_decay: EMA decays of running density and inference thresholds."""
+    """zipf_s: Zipf exponent of the capacities (0: uniform). floor: every latent gets a
+    capacity of at least one token per batch (see the module docstring). aux_coef / k_aux: the
+    aux_zipf loss (k_aux None: d_in // 2). aux_frac: starved below this fraction of the
+    expected density. aux_normalize: that loss normalised as TopK's AuxK. density_decay /
+    threshold_decay: EMA decays of running density and inference thresholds."""
 
     zipf_s: float = 0.0
     aux_coef: float = 1.0 / 32.0
@@ -39,25 +45,30 @@ class FeatureChoiceHparams:
     aux_frac: float = 0.1
     density_decay: float = 0.99
     threshold_decay: float = 0.99
+    floor: bool = True
+    aux_normalize: bool = True
 
 
-def zipf_capacities(density: Tensor, total: int, n_rows: int, s: float) -> Tensor:
-    """Integer capacities ``[d_sae]`` summing to ``total`` (each in [1, n_rows]).
+def zipf_capacities(
+    density: Tensor, total: int, n_rows: int, s: float, floor: bool = True
+) -> Tensor:
+    """Integer capacities ``[d_sae]`` summing to ``total`` (each in [1, n_rows], or [0, n_rows]
+    without the ``floor``).
 
     density ``[d_sae]`` orders the latents (densest gets rank 1; ties by index).
     """
     d_sae = density.shape[0]
-    if total < d_sae:
+    if floor and total < d_sae:
         raise ValueError(
             f"Feature Choice needs k * batch_size >= d_sae so every latent gets a token; got "
-            f"k*B={total} < d_sae={d_sae}; raise k or the batch size"
+            f"k*B={total} < d_sae={d_sae}; raise k or the batch size, or pass floor=False"
         )
     total = min(total, d_sae * n_rows)
     order = torch.sort(density, descending=True, stable=True).indices
     ranks = torch.empty(d_sae, dtype=torch.float64)
     ranks[order] = torch.arange(1, d_sae + 1, dtype=torch.float64)
     weights = ranks.pow(-s)
-    m = torch.ones(d_sae, dtype=torch.int64)
+    m = torch.ones(d_sae, dtype=torch.int64) if floor else torch.zeros(d_sae, dtype=torch.int64)
     free = torch.ones(d_sae, dtype=torch.bool)
     while True:  # proportional split of the remaining slots; loops only when a cap binds
         rest = total - int(m.sum())
@@ -95,7 +106,9 @@ class FeatureChoiceSAE(SparseAutoencoder):
 
     def capacities(self, n_rows: int) -> Tensor:
         """Current per-latent capacities ``[d_sae]`` for a batch of ``n_rows`` tokens."""
-        return zipf_capacities(self.density_ema, self.cfg.k * n_rows, n_rows, self.hp.zipf_s)
+        return zipf_capacities(
+            self.density_ema, self.cfg.k * n_rows, n_rows, self.hp.zipf_s, self.hp.floor
+        )
 
     def _code(self, x: Tensor) -> SparseCode:
         pre = self._pre(x)
@@ -120,7 +133,9 @@ class FeatureChoiceSAE(SparseAutoencoder):
         if self.hp.aux_coef > 0 and bool(self.stats_ready):
             starved = self.density_ema < self.hp.aux_frac * m.to(torch.float64) / n
             k_aux = self.hp.k_aux if self.hp.k_aux is not None else max(self.d_in // 2, 1)
-            aux = aux_topk_loss(self, x, pre, (x - x_hat).detach(), starved, k_aux)
+            aux = aux_topk_loss(
+                self, x, pre, (x - x_hat).detach(), starved, k_aux, self.hp.aux_normalize
+            )
         with torch.no_grad():
             counts = torch.bincount(cols, minlength=self.d_sae).to(x.dtype)
         return TrainOutput(
@@ -139,7 +154,10 @@ class FeatureChoiceSAE(SparseAutoencoder):
         t = int(self.stat_updates)
         d = ema_decay(self.hp.threshold_decay, t)
         dd = ema_decay(self.hp.density_decay, t)
-        self.threshold.mul_(d).add_((1 - d) * kth)
+        # a latent of capacity 0 (floor off) has kth = inf: it stays off at inference until it
+        # is first chosen, and then starts its average afresh instead of staying at inf
+        ema = self.threshold * d + (1 - d) * kth
+        self.threshold.copy_(torch.where(torch.isinf(self.threshold), kth, ema))
         self.density_ema.mul_(dd).add_((1 - dd) * dens)
         self.stats_ready.fill_(True)
         self.stat_updates += 1

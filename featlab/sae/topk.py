@@ -3,7 +3,9 @@
 z = ReLU(TopK_k(W_enc^T (x - b_dec) + b_enc)): the k largest pre-activations are kept, then
 ReLU'd (the SAELens "topk" order, so a negative value among the top k becomes 0). AuxK: the
 residual x - x_hat is reconstructed from the top k_aux pre-activations of latents dead for at
-least ``dead_tokens`` tokens; that loss, times ``aux_coef``, is added to the MSE.
+least ``dead_tokens`` tokens; that loss, times ``aux_coef``, is added to the MSE. By default
+the loss is normalised as Gao et al.'s (see `featlab.sae.base.auxk_loss`), and the window
+scales with the run (`featlab.sae.config.default_dead_tokens`, resolved by `train_sae`).
 """
 
 from __future__ import annotations
@@ -14,18 +16,25 @@ import torch
 from torch import Tensor
 
 from featlab.kernels import sparse_decode, topk_encode
-from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput, mse_rows
+from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput, auxk_loss, mse_rows
+from featlab.sae.config import check_dead_tokens
 
 
 @dataclass(frozen=True)
 class TopKHparams:
     """aux_coef: weight of AuxK (Gao et al.: 1/32; 0 disables). k_aux: latents AuxK may use
     (None: d_in // 2). dead_tokens: tokens without firing after which a latent counts as dead
-    (Gao et al. use 10M; the default 1M suits CPU-sized runs)."""
+    (None: `train_sae` sets a tenth of the run, capped at Gao et al.'s 10M, and stores it).
+    aux_normalize: AuxK's error over the residual's variance as Gao et al. (False: the plain
+    squared error, the form featlab used before)."""
 
     aux_coef: float = 1.0 / 32.0
     k_aux: int | None = None
-    dead_tokens: int = 1_000_000
+    dead_tokens: int | None = None
+    aux_normalize: bool = True
+
+    def __post_init__(self) -> None:
+        check_dead_tokens(self.dead_tokens)
 
 
 class TopKSAE(SparseAutoencoder):
@@ -51,9 +60,8 @@ class TopKSAE(SparseAutoencoder):
         k = self._k()
         k_aux, dead = 0, None
         if self.hp.aux_coef > 0:
-            dead = self.dead_mask(self.hp.dead_tokens)
-            k_aux = self.hp.k_aux if self.hp.k_aux is not None else max(self.d_in // 2, 1)
-            k_aux = min(k_aux, int(dead.sum()))
+            dead = self.dead_mask()
+            k_aux = self.k_aux(dead)
         out = topk_encode(
             x, self.W_enc, self.b_enc, k, b_dec=self.b_dec, aux_k=k_aux, dead_mask=dead
         )
@@ -63,7 +71,7 @@ class TopKSAE(SparseAutoencoder):
         aux = x.new_zeros(())
         if k_aux > 0:  # AuxK: fit the residual from the top k_aux dead latents
             e_hat = sparse_decode(out.aux_values, out.aux_indices, self.W_dec).to(x.dtype)
-            aux = mse_rows(e_hat, (x - x_hat).detach())
+            aux = auxk_loss(e_hat, (x - x_hat).detach(), x, self.hp.aux_normalize)
         with torch.no_grad():
             active = vals > 0
             counts = torch.bincount(idx[active], minlength=self.d_sae).to(x.dtype)

@@ -19,6 +19,7 @@ are those of the smaller per-rank batch (thresholds are averaged over ranks).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from featlab._atomic import atomic_path
 from featlab._interrupt import stop_requested
 from featlab.errors import CheckpointError, Interrupted, TrainingDiverged
 from featlab.sae.base import SparseAutoencoder
-from featlab.sae.config import TrainConfig
+from featlab.sae.config import TrainConfig, default_dead_tokens
 from featlab.sae.divergence import DivergenceGuard, default_patience
 from featlab.sae.registry import SAE_KINDS, build_sae, canonical_kind, make_config
 from featlab.sae.stream import BatchStream
@@ -85,8 +86,9 @@ def train_sae(
     checkpoints in ``checkpoint_dir`` (resumed from when ``resume``). Other keywords: the
     trainer's (hook_name, model_name, dtype, warmup_steps, decay_frac, b_dec_init,
     checkpoint_seconds, max_fvu, callback; see `train_saes`) and the kind's hyperparameters
-    (e.g. ``aux_coef``, ``dead_tokens`` for TopK); an unknown keyword raises a TypeError
-    listing the valid ones.
+    (e.g. ``aux_coef``, ``dead_tokens`` for TopK; a ``dead_tokens`` left at None becomes
+    `featlab.sae.config.default_dead_tokens` of this run and is stored in the SAE's config);
+    an unknown keyword raises a TypeError listing the valid ones.
     """
     trainer_kw = {key: kwargs.pop(key) for key in list(kwargs) if key in _TRAIN_KEYS}
     spec = {"kind": kind, "d_sae": d_sae, "k": k, "lr": lr, **kwargs}
@@ -105,7 +107,9 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def _build(spec: dict[str, Any], d_in: int, seed: int, dtype: str, hook: Any, model: Any) -> Any:
+def _build(
+    spec: dict[str, Any], d_in: int, seed: int, dtype: str, hook: Any, model: Any, window: int
+) -> Any:
     spec = dict(spec)
     kind = spec.pop("kind", "topk")
     if kind not in SAE_KINDS:
@@ -122,6 +126,9 @@ def _build(spec: dict[str, Any], d_in: int, seed: int, dtype: str, hook: Any, mo
         )  # fmt: skip
     except TypeError as err:
         raise TypeError(f"{err}; trainer keywords: {', '.join(_SPEC_KEYS + _TRAIN_KEYS)}") from None
+    if "dead_tokens" in cfg.hparams and cfg.hparams["dead_tokens"] is None:
+        # resolved once, here, so the SAE's config (saved with it) says which window it used
+        cfg = dataclasses.replace(cfg, hparams={**cfg.hparams, "dead_tokens": window})
     return cfg, (lr if lr is not None else default_lr(d_sae))
 
 
@@ -150,7 +157,8 @@ def train_saes(
     """Train one SAE per spec on a single pass over ``acts``: every batch is drawn once and fed
     to each SAE. A spec is a dict with "kind", "d_sae", "k", optional "lr", "seed", "dtype" and
     the kind's hyperparameters. ``callback(step, saes, logs)`` runs after each step (logs: one
-    dict per SAE with loss, mse, aux, l0, lr, fvu; plus dead_frac on logging steps).
+    dict per SAE with loss, mse, aux, l0, lr, fvu; plus dead_frac on logging steps: latents
+    silent for the SAE's dead window, or the run's default one for kinds without AuxK).
 
     checkpoint_seconds: also checkpoint when this long has passed since the last one.
     max_fvu: stop with `TrainingDiverged` when an SAE's batch FVU stays above this after the
@@ -165,7 +173,8 @@ def train_saes(
     stream = BatchStream(acts, batch_size, seed, rank, world)
     hook = hook_name if hook_name is not None else stream.hook_name
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    built = [_build(s, stream.d_in, seed, dtype, hook, model_name) for s in specs]
+    window = default_dead_tokens(tokens, batch_size)
+    built = [_build(s, stream.d_in, seed, dtype, hook, model_name, window) for s in specs]
     saes = [build_sae(cfg).to(dev) for cfg, _ in built]
     lrs = [lr for _, lr in built]
     opts = [
@@ -212,7 +221,7 @@ def train_saes(
         scale = lr_scale(step, n_steps, warmup, tcfg.decay_frac)
         log_now = bar is not None and (step % 10 == 0 or step == n_steps - 1)
         logs = [
-            _step(sae, opt, x, lr * scale, step, world, log_now or callback is not None)
+            _step(sae, opt, x, lr * scale, step, world, log_now or callback is not None, window)
             for sae, opt, lr in zip(saes, opts, lrs, strict=True)
         ]
         fvus = [lg["fvu"] for lg in logs] if world == 1 else _max_over_ranks(logs)
@@ -259,6 +268,7 @@ def _step(
     step: int,
     world: int,
     with_metrics: bool,
+    window: int | None = None,
 ) -> dict[str, float]:
     sae.train()
     out = sae.training_loss(x)
@@ -290,8 +300,10 @@ def _step(
         log["fvu"] = float((x - out.x_hat).pow(2).sum() / var.clamp(min=1e-12))
     if with_metrics:
         with torch.no_grad():
-            window = min(int(getattr(sae.hp, "dead_tokens", 1_000_000)), int(sae.tokens_seen))
-            log["dead_frac"] = float((sae.tokens_since_fired >= window).float().mean())
+            # kinds without AuxK have no dead_tokens of their own: the run's default window
+            own = getattr(sae.hp, "dead_tokens", None) or window or sae.dead_window()
+            seen = min(int(own), int(sae.tokens_seen))
+            log["dead_frac"] = float((sae.tokens_since_fired >= seen).float().mean())
     return log
 
 

@@ -75,3 +75,29 @@ def test_selection_with_ties_keeps_exactly_k_total():
     few[1, 2] = 2.0
     vals, rows, cols = batch_topk_select(few, 4)  # only one positive entry exists
     assert vals.tolist() == [2.0] and rows.tolist() == [1] and cols.tolist() == [2]
+
+
+def test_auxk_is_active_and_trains_dead_encoder_columns():
+    torch.manual_seed(5)
+    sae = build_sae(make_config("batchtopk", 8, 48, 3, dead_tokens=10, k_aux=4))
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.1)
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[1::3] = True
+    sae.tokens_since_fired[dead] = 10
+    out = sae.training_loss(torch.randn(32, 8))
+    assert float(out.aux.detach()) > 0
+    out.aux.backward()
+    assert float(sae.W_enc.grad[:, dead].abs().sum(0).min()) > 0
+    assert float(sae.W_enc.grad[:, ~dead].abs().max()) == 0
+    assert float(sae.b_enc.grad[dead].abs().min()) > 0
+
+
+def test_default_window_makes_auxk_run():
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(8192, 2, generator=g) @ torch.randn(2, 16, generator=g)
+    seen = []
+    sae = train_sae(data, kind="batchtopk", d_sae=256, k=2, tokens=8192, batch_size=256,
+                    progress=False, callback=lambda s, _, logs: seen.append(logs[0]["aux"]))
+    assert sae.cfg.hparams["dead_tokens"] == 819
+    assert max(seen) > 0

@@ -69,3 +69,39 @@ def test_no_dead_latents_while_training_on_superposition_data():
     x = data[:64]
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     torch.testing.assert_close(sae.encode(x), pre * ((pre > thr) & (pre > 0)))
+
+
+def test_without_the_floor_tail_latents_get_no_capacity():
+    density = torch.linspace(1, 0, 100, dtype=torch.float64)
+    m = zipf_capacities(density, total=4 * 64, n_rows=64, s=1.5, floor=False)
+    assert int(m.sum()) == 256 and int(m.min()) == 0
+    assert torch.all(m[1:] <= m[:-1]) and int(m[0]) > 1
+    with_floor = zipf_capacities(density, total=4 * 64, n_rows=64, s=1.5)
+    assert int(with_floor.min()) == 1
+    # uniform capacities: the floor changes nothing when k*B >= d_sae
+    assert torch.equal(zipf_capacities(density, 256, 64, 0.0, floor=False),
+                       zipf_capacities(density, 256, 64, 0.0))  # fmt: skip
+    # and without it a budget below d_sae is allowed
+    assert int(zipf_capacities(torch.zeros(100, dtype=torch.float64), 50, 10, 0.0,
+                               floor=False).sum()) == 50  # fmt: skip
+
+
+@pytest.mark.parametrize("floor", [True, False])
+def test_floor_decides_dead_latents_at_zipf_capacities(floor):
+    data = make_superposition(8192, n_features=64, d=16, l0=3.0, seed=0).acts
+    silent = []
+
+    def watch(step, saes, logs):
+        silent.append(int((saes[0].tokens_since_fired > 0).sum()))
+
+    sae = train_sae(data, kind="feature_choice", d_sae=128, k=2, tokens=16_384, batch_size=256,
+                    progress=False, callback=watch, lr=3e-3, zipf_s=1.5, floor=floor)  # fmt: skip
+    dead = float((sae.tokens_since_fired >= 1638).float().mean())  # the run's default window
+    if floor:
+        assert max(silent) == 0 and dead == 0.0, "with the floor every latent fires every batch"
+        assert torch.all(torch.isfinite(sae.threshold))
+    else:
+        assert dead > 0.05, "zero-capacity latents cannot fire"
+        never = sae.fire_count == 0
+        assert torch.all(torch.isinf(sae.threshold[never])), "never chosen: off at inference"
+        assert torch.all(torch.isfinite(sae.threshold[~never]))

@@ -124,3 +124,75 @@ def test_auxk_lowers_dead_fraction():
 def test_k_larger_than_width_is_rejected():
     with pytest.raises(ValueError, match="k=40 is larger than the SAE width d_sae=32"):
         make_config("topk", 8, 32, 40)
+
+
+def _rank_data(n: int, d_in: int = 16, rank: int = 2, seed: int = 0) -> torch.Tensor:
+    """Low-rank Gaussian data: far more latents than directions, so many die quickly."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, rank, generator=g) @ torch.randn(rank, d_in, generator=g)
+
+
+def _dense_auxk(sae, x: torch.Tensor, dead: torch.Tensor, k: int, k_aux: int):
+    """AuxK by plain autograd on dense pre-activations: (e_hat, residual)."""
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    top = pre.topk(k, dim=1)
+    x_hat = (top.values.relu()[:, :, None] * sae.W_dec[top.indices]).sum(1) + sae.b_dec
+    idx = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=1).indices
+    e_hat = (pre.gather(1, idx).relu()[:, :, None] * sae.W_dec[idx]).sum(1)
+    return e_hat, (x - x_hat).detach()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_auxk_loss_and_its_gradient_match_the_dense_formula(normalize):
+    torch.manual_seed(4)
+    sae = _sae(d_in=8, d_sae=48, k=3, dead_tokens=10, k_aux=4, aux_normalize=normalize)
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[::2] = True
+    sae.tokens_since_fired[dead] = 10
+    x = torch.randn(32, 8)
+    out = sae.training_loss(x)
+    e_hat, resid = _dense_auxk(sae, x, dead, 3, 4)
+    err = (e_hat - resid).pow(2).sum(-1).mean()
+    var_e = (resid - resid.mean(0)).pow(2).sum(-1).mean()
+    var_x = (x - x.mean(0)).pow(2).sum(-1).mean()
+    # Gao et al.: FVU + coef * NMSE, times Var(x) to be in the units of featlab's MSE
+    want = err * var_x / var_e if normalize else err
+    torch.testing.assert_close(out.aux, want.detach(), atol=1e-5, rtol=1e-5)
+    params = [sae.W_enc, sae.b_enc, sae.b_dec, sae.W_dec]
+    got = torch.autograd.grad(out.aux, params)
+    ref = torch.autograd.grad(err * (var_x / var_e).detach() if normalize else err, params)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # AuxK trains the encoder (W_enc columns, b_enc) of dead latents, and only of those
+    assert float(got[0][:, dead].abs().sum(0).min()) > 0
+    assert float(got[1][dead].abs().min()) > 0
+    assert float(got[0][:, ~dead].abs().max()) == 0
+
+
+def test_decoder_projection_keeps_the_auxk_gradient_of_dead_rows():
+    sae = _sae(d_in=8, d_sae=48, k=3, dead_tokens=10, k_aux=4)
+    sae.tokens_since_fired[::2] = 10
+    out = sae.training_loss(torch.randn(32, 8))
+    (out.aux * sae.hp.aux_coef).backward()
+    used = sae.W_dec.grad.norm(dim=-1) > 0  # the dead rows some token's AuxK picked
+    assert int(used.sum()) >= 4 and not bool(used[1::2].any())
+    sae.remove_parallel_grad()
+    g = sae.W_dec.grad[used]
+    assert float(g.norm(dim=-1).min()) > 0, "only the radial part may be removed"
+
+
+def test_auxk_runs_in_a_short_run_with_the_default_window():
+    # With the former fixed window (1M tokens) no latent of a run this short ever counted as
+    # dead, so k_aux was 0 and the aux loss exactly 0 throughout.
+    data = _rank_data(8192)
+    seen = []
+    sae = train_sae(data, kind="topk", d_sae=256, k=2, tokens=8192, batch_size=256,
+                    progress=False, callback=lambda s, _, logs: seen.append(logs[0]["aux"]))
+    assert sae.hp.dead_tokens == 819, "a tenth of the run"
+    assert max(seen) > 0, "AuxK must take part once latents die"
+    assert float(sae.dead_mask().float().mean()) > 0
+
+
+def test_dead_tokens_must_be_positive():
+    with pytest.raises(ValueError, match="dead_tokens=0.*positive int.*None"):
+        make_config("topk", 8, 32, 3, dead_tokens=0)

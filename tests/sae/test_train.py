@@ -150,3 +150,21 @@ def test_bad_arguments_have_clear_errors():
     sae = build_sae(make_config("topk", 12, 16, 2))
     with pytest.raises(ValueError, match=r"shape \(4, 10\).*d_in=12"):
         sae.encode(torch.randn(4, 10))
+
+
+def test_dead_window_resolves_from_the_run_length():
+    from featlab.sae.config import DEAD_TOKENS_CAP, default_dead_tokens
+
+    data = _data()
+    kw = dict(d_sae=16, k=2, batch_size=128, progress=False)
+    sae = train_sae(data, tokens=2048, **kw)
+    assert sae.hp.dead_tokens == sae.cfg.hparams["dead_tokens"] == 204  # saved with the SAE
+    assert train_sae(data, tokens=512, **kw).hp.dead_tokens == 128, "at least one batch"
+    assert train_sae(data, tokens=2048, dead_tokens=300, **kw).hp.dead_tokens == 300
+    assert default_dead_tokens(10**9) == DEAD_TOKENS_CAP == 10_000_000
+    assert default_dead_tokens(None) == DEAD_TOKENS_CAP
+    several = train_saes(data, [dict(kind="topk", d_sae=16, k=2),
+                                dict(kind="feature_choice", d_sae=16, k=2)],
+                         tokens=2048, batch_size=128, progress=False)  # fmt: skip
+    assert several[0].hp.dead_tokens == 204
+    assert "dead_tokens" not in several[1].cfg.hparams
