@@ -1,12 +1,17 @@
 """Shortcut reliance and shortcut bias (Hermann et al., ICLR 2024).
 
-On a symmetric grid over (z_short, z_core), a model's *reliance* is
+On a grid over (z_short, z_core), a model's *reliance* is
 ``mean(y_hat * (sign z_short - sign z_core))``: a classifier that follows only the shortcut
 (y_hat = sign z_short) scores ``mean(1 - sign z_s sign z_c) = +1``, one that follows only the
-core scores -1, and any classifier that is symmetric in the two scores 0. *Shortcut bias* is
+core scores -1, and the diagonal boundary of equal predictivities 0. The grid estimates the
+mean over the uniform density on the square, a continuous function of the model: for a linear
+boundary at angle theta from the z_core axis it is ``1 - tan(theta)`` up to 45 degrees and
+``cot(theta) - 1`` beyond, and no grid point lies on a diagonal, so the estimate does not jump
+where the Bayes boundary sits (see `featlab.datasets.shortcut.grid_axes`). *Shortcut bias* is
 the model's reliance minus that of the Bayes-optimal classifier on the same grid, so a model
 is biased only where it leans further towards the shortcut than the data justify (with
-rho_core = rho_short the optimal reliance is 0).
+rho_core = rho_short the optimal reliance is 0). `shortcut_report` can also subtract the
+reliance of a reference model, e.g. the best classifier of the model's own family.
 """
 
 from __future__ import annotations
@@ -52,22 +57,25 @@ def reliance(model_fn: Callable[[torch.Tensor], Any], grid: ProbeGrid) -> float:
 
 def shortcut_report(
     model_fn: Callable[[torch.Tensor], Any], dataset: Any, *, grid: ProbeGrid | None = None,
-    n_per_axis: int = 20,
+    n_per_axis: int = 64, reference: Callable[[torch.Tensor], Any] | None = None,
 ) -> pd.DataFrame:
-    """One row: reliance of the model, of the Bayes-optimal classifier, and their difference."""
+    """One row: reliance of the model, of the Bayes-optimal classifier, and their difference;
+    with `reference`, also its reliance and ``bias_vs_reference`` (model minus reference)."""
     if not hasattr(dataset, "bayes_predict"):
         raise TypeError("dataset must come from make_shortcut_dataset / make_shortcut_images")
     grid = grid if grid is not None else probe_grid(dataset, n_per_axis=n_per_axis)
     r_model = reliance(model_fn, grid)
     r_bayes = _reliance_from_pred(dataset.bayes_predict(grid.z_core, grid.z_short), grid)
-    return pd.DataFrame(
-        [dict(reliance=r_model, reliance_bayes=r_bayes, shortcut_bias=r_model - r_bayes)]
-    )
+    row = dict(reliance=r_model, reliance_bayes=r_bayes, shortcut_bias=r_model - r_bayes)
+    if reference is not None:
+        r_ref = reliance(reference, grid)
+        row.update(reliance_reference=r_ref, bias_vs_reference=r_model - r_ref)
+    return pd.DataFrame([row])
 
 
 def shortcut_bias(
     model_fn: Callable[[torch.Tensor], Any], dataset: Any, *, grid: ProbeGrid | None = None,
-    n_per_axis: int = 20,
+    n_per_axis: int = 64,
 ) -> float:
     """reliance(model) - reliance(Bayes-optimal) on the dataset's probe grid."""
     return float(

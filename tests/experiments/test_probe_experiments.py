@@ -34,14 +34,34 @@ def test_shortcut_bias_quick(tmp_path: Path) -> None:
     assert set(t.sweep) == {"amplification", "nesting"}
     assert t.bias.between(-2, 2).all() and t.test_acc.between(0, 1).all()
     assert (t.bayes_acc > 0.9).all()  # rho = 0.9 on both latents: Bayes beats either alone
+    nest = t[t.sweep == "nesting"]
+    assert nest.vs_family.notna().all() and nest.saturated.between(0, 1).all()
+    assert (nest[nest.value == 0].saturated == 0).all()
+    assert (t.bias_lo <= t.bias).all() and (t.bias <= t.bias_hi).all()
+    claims = pd.read_csv(tmp_path / "claims.csv")
+    assert set(claims.verdict) <= {"holds", "does not hold", "within noise"}
+    assert (claims.n_seeds == 2).all() and claims["mean"].notna().all()
+    assert claims.claim.str.contains("best in family").any()
+
+
+def _claims(out: Path) -> pd.DataFrame:
+    c = pd.read_csv(out / "claims.csv")
+    assert (out / "claims.md").read_text().startswith("| ")
+    assert set(c.verdict) <= {"holds", "does not hold", "within noise"}
+    return c
 
 
 def test_feature_complexity_quick(tmp_path: Path) -> None:
     t = _run("feature_complexity", tmp_path)
-    assert len(t) == 5 and t.K.between(0, 1).all()
+    assert len(t) == 5
+    assert t.K_gaussian.between(0, 1).all() and t.K_logistic.between(0, 1).all()
     assert (t.importance >= 0).all()
     temporal = pd.read_csv(tmp_path / "feature_complexity_temporal.csv")
     assert set(temporal.checkpoint) == {0, 1, 3}
+    assert set(temporal.family) == {"gaussian", "logistic"}
+    c = _claims(tmp_path)
+    assert len(c) == 8 and (c.n_seeds == 1).all()  # one seed: no interval, so no verdict
+    assert (c.verdict == "within noise").all()
 
 
 def test_representation_bias_quick(tmp_path: Path) -> None:
@@ -50,6 +70,11 @@ def test_representation_bias_quick(tmp_path: Path) -> None:
     for c in ("strength_easy", "strength_hard", "pc1_r2_easy", "pc1_r2_hard"):
         assert (t[c] <= 1.0).all(), c
     assert t.pc1_r2_easy.between(0, 1).all()
+    assert (t.strength_ratio > 0).all()
+    layers = pd.read_csv(tmp_path / "representation_bias_layers.csv")
+    assert set(layers.epoch) == {0, 1, 3}  # init, mid-training, end
+    c = _claims(tmp_path)
+    assert c.claim.str.startswith("imbalance grows with depth").sum() >= 5
 
 
 def test_wcst_ml_quick(tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +19,7 @@ def _oracle(ds, which: int):
 
 def test_reliance_is_plus_one_for_shortcut_and_minus_one_for_core() -> None:
     ds = make_shortcut_dataset(10, d=64, seed=0)
-    grid = probe_grid(ds, n_per_axis=10)
+    grid = probe_grid(ds, n_per_axis=12)
     # Exact latent readers, independent of the embedding: they see the grid's z directly.
     short_only = lambda X: grid.z_short  # noqa: E731
     core_only = lambda X: grid.z_core  # noqa: E731
@@ -31,7 +34,7 @@ def test_reliance_is_plus_one_for_shortcut_and_minus_one_for_core() -> None:
 
 def test_bayes_has_zero_bias_and_asymmetric_rho_moves_it() -> None:
     ds = make_shortcut_dataset(10, seed=0)
-    grid = probe_grid(ds, n_per_axis=20)
+    grid = probe_grid(ds)
     bayes = lambda X: ds.bayes_logit(grid.z_core, grid.z_short)  # noqa: E731
     assert shortcut_bias(bayes, ds, grid=grid) == pytest.approx(0.0, abs=1e-6)
     rep = shortcut_report(bayes, ds, grid=grid)
@@ -42,9 +45,46 @@ def test_bayes_has_zero_bias_and_asymmetric_rho_moves_it() -> None:
     assert rep2.reliance_bayes[0] > 0.1
 
 
+def _uniform_square_reliance(theta: float) -> float:
+    """Reliance of sign(sin(theta) z_c + cos(theta) z_s) under the uniform density on the
+    square: 1 - tan(theta) up to 45 degrees, cot(theta) - 1 beyond (integrated by hand)."""
+    t = math.tan(theta)
+    return 1.0 - t if t <= 1.0 else 1.0 / t - 1.0
+
+
+def test_reliance_is_continuous_in_the_boundary_angle() -> None:
+    """No grid mass on the diagonal: a tiny tilt of the equal-rho Bayes boundary moves the
+    reliance by a tiny amount (the old symmetric grid jumped by +-0.1 at a 0.06 degree tilt),
+    and sweeping the boundary follows the continuous uniform-density value, monotonically."""
+    grid = probe_grid(make_shortcut_dataset(10, seed=0))
+
+    def at(theta: float) -> float:
+        return reliance(lambda X: math.sin(theta) * grid.z_core + math.cos(theta) * grid.z_short,
+                        grid)
+
+    for tilt in (1e-3, -1e-3, 1e-2, -1e-2):  # 0.06 and 0.6 degrees
+        assert abs(at(math.pi / 4 + tilt)) <= 2.0 * abs(tilt) + 1e-6
+    thetas = np.linspace(0.0, math.pi / 2, 181)
+    rel = np.array([at(t) for t in thetas])
+    want = np.array([_uniform_square_reliance(t) for t in thetas])
+    assert np.abs(rel - want).max() < 0.03
+    assert np.all(np.diff(rel) <= 0) and rel[0] == 1.0 and rel[-1] == -1.0
+    # The steps of the estimate are small: no single angle step moves it by more than 0.03.
+    assert np.abs(np.diff(rel)).max() < 0.03
+
+
+def test_report_against_a_reference_model() -> None:
+    ds = make_shortcut_dataset(10, seed=0)
+    grid = probe_grid(ds)
+    rep = shortcut_report(lambda X: grid.z_short, ds, grid=grid,
+                          reference=lambda X: grid.z_core + grid.z_short)
+    assert rep.reliance_reference[0] == pytest.approx(0.0, abs=1e-6)
+    assert rep.bias_vs_reference[0] == pytest.approx(1.0)
+
+
 def test_model_outputs_of_several_shapes_and_images() -> None:
     ds = make_shortcut_images(10, seed=0)
-    grid = probe_grid(ds, n_per_axis=6)
+    grid = probe_grid(ds, n_per_axis=8)
     two_class = lambda X: torch.stack([-grid.z_short, grid.z_short], 1)  # noqa: E731
     assert reliance(two_class, grid) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="model output"):
@@ -68,5 +108,5 @@ def test_converged_logistic_regression_is_blind_to_amplification() -> None:
         clf.fit(ds.X.numpy(), ds.y.numpy())
         w = torch.as_tensor(clf.coef_[0], dtype=torch.float32)
         b = float(clf.intercept_[0])
-        rel.append(reliance(lambda X, w=w, b=b: X @ w + b, probe_grid(ds, n_per_axis=20)))
+        rel.append(reliance(lambda X, w=w, b=b: X @ w + b, probe_grid(ds)))
     assert rel[0] == pytest.approx(rel[1], abs=1e-6)
