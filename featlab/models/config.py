@@ -33,6 +33,9 @@ class HybridConfig:
     use_mlp: bool = True
     chunk_size: int = 16
     conv_kernel: int = 4
+    # GLA's short causal convolution (+ SiLU) on q, k, v, as flash-linear-attention's
+    # GatedLinearAttention(use_short_conv=..., conv_size=conv_kernel); off by default, as there.
+    gla_use_short_conv: bool = False
     window: int | None = None  # sliding-window width of "swa" layers (default n_ctx // 4)
     rope_base: float = 10_000.0
     norm_eps: float = 1e-5
@@ -62,6 +65,10 @@ class HybridConfig:
             )
         if self.mixer_mode not in ("chunk", "recurrent"):
             raise ValueError(f"mixer_mode={self.mixer_mode!r}; use 'chunk' or 'recurrent'")
+        if not isinstance(self.gla_use_short_conv, bool):
+            raise ValueError(
+                f"gla_use_short_conv={self.gla_use_short_conv!r}; use True or False"
+            )
         for name in ("d_model", "n_heads", "d_vocab", "n_ctx", "chunk_size", "conv_kernel"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
