@@ -1,7 +1,8 @@
 """Shared output helpers of the SAE experiments (tables as CSV + Markdown, figures as HTML + PNG).
 
 pandas' `to_markdown` needs `tabulate`, which featlab does not depend on, so tables are
-rendered here.
+rendered here. Every file is written beside its target and renamed over it, so a reader never
+sees half a table.
 """
 
 from __future__ import annotations
@@ -11,21 +12,41 @@ from typing import Any
 
 import pandas as pd
 
+from featlab._atomic import atomic_path
 from featlab._tables import markdown_table
 
 
 def write_table(df: pd.DataFrame, out: Path, name: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / f"{name}.csv", index=False)
-    (out / f"{name}.md").write_text(markdown_table(df, nan=""))
+    with atomic_path(out / f"{name}.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    with atomic_path(out / f"{name}.md") as tmp:
+        tmp.write_text(markdown_table(df, nan=""))
 
 
 def write_figure(fig: Any, out: Path, name: str) -> str | None:
     """Write `name`.html and (via kaleido) `name`.png; returns a note if the PNG failed."""
-    out.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out / f"{name}.html", include_plotlyjs="cdn")
+    with atomic_path(out / f"{name}.html") as tmp:
+        fig.write_html(tmp, include_plotlyjs="cdn")
     try:
-        fig.write_image(out / f"{name}.png")
+        with atomic_path(out / f"{name}.png") as tmp:
+            fig.write_image(tmp, format="png")
     except Exception as err:  # kaleido needs a headless browser; report instead of failing
         return f"PNG not written for {name} ({type(err).__name__}: {err})"
     return None
+
+
+def seed_summary(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
+    """One row per `by` group: n_seeds and, for each of `cols`, its mean and the half-width
+    of the Student-t 95 % interval over the seeds (``<col>_ci``; NaN with one seed)."""
+    from _claims import mean_ci
+
+    rows = []
+    for key, g in df.groupby(by, sort=False, dropna=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+        row["n_seeds"] = int(g["seed"].nunique())
+        for c in cols:
+            if c in g and g[c].notna().any():
+                m, lo, hi = mean_ci(g[c])
+                row[c], row[f"{c}_ci"] = m, (hi - lo) / 2
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -29,9 +29,9 @@ _MEANING = {
     "l0_q95": "L0, 95% quantile",
     "dead_frac": "latents that never fire on these rows",
     "dense_frac": "latents firing on more than {dense} of rows",
-    "ce_clean": "next-token CE, clean model",
-    "ce_sae": "next-token CE, SAE spliced in",
-    "ce_zero": "next-token CE, hook zero-ablated",
+    "ce_clean": "CE (next token or labels), clean model",
+    "ce_sae": "CE (next token or labels), SAE spliced in",
+    "ce_zero": "CE (next token or labels), hook zero-ablated",
     "ce_loss_recovered": "(ce_zero - ce_sae) / (ce_zero - ce_clean)",
     "kl_sae": "KL(clean || SAE spliced in)",
     "kl_zero": "KL(clean || zero-ablated)",
@@ -49,7 +49,8 @@ class SAEMetrics:
 
     Scalars: fvu, mse, l0, l0_std, dead_frac, dense_frac, n_rows; l0_quantiles maps
     0.05 / 0.5 / 0.95 to L0 quantiles. Optional scalars are None unless computed: the CE /
-    KL entries (with ``model`` and ``tokens``) and mmcs / hungarian_cosine (with
+    KL entries (with ``model`` and ``tokens``; next-token loss at every position, or at the
+    positions ``labels`` scores) and mmcs / hungarian_cosine (with
     ``true_features``). Arrays, left out of the printout and of :meth:`to_dict`:
     feature_density ``[d_sae]`` (fraction of rows each latent fires on), l0_hist and
     density_hist, each ``(counts, bin_edges)`` (density bins are log10, over live latents).

@@ -5,7 +5,10 @@ FVU = sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the evaluation set. L0 = 
 per token. A latent is dead when it never fires on the evaluation set and dense when it fires
 on more than ``dense_threshold`` of the tokens. CE-loss recovered splices the SAE's
 reconstruction into the model at its hook (`run_with_hooks`) and compares with the clean run
-and with zero ablation: (CE_zero - CE_sae) / (CE_zero - CE_clean).
+and with zero ablation: (CE_zero - CE_sae) / (CE_zero - CE_clean). By default the CE is the
+next-token loss over every position (text); with ``labels`` it is the loss against those
+targets at the labelled positions only (MQAR: the value at each query position, the loss the
+model was trained on; its other positions hold unpredictable filler).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from featlab.errors import UserError
 from featlab.sae.base import SparseAutoencoder
 from featlab.sae.evaluation import SAEMetrics
+
+IGNORE_INDEX = -100  # as featlab.datasets.mqar and torch's cross_entropy
 
 
 @torch.no_grad()
@@ -28,6 +34,7 @@ def evaluate(
     *,
     model: Any = None,
     tokens: Tensor | None = None,
+    labels: Tensor | None = None,
     true_features: Tensor | None = None,
     batch_size: int = 4096,
     dense_threshold: float = 0.1,
@@ -39,7 +46,8 @@ def evaluate(
     d_in), l0 (mean), l0_std, l0_quantiles ({0.05, 0.5, 0.95}), dead_frac, dense_frac, and
     the arrays feature_density (tensor ``[d_sae]``), l0_hist (counts, bin edges) and
     density_hist (counts, log10 bin edges over the live latents). With ``model`` and
-    ``tokens``: the :func:`ce_loss_recovered` entries. With ``true_features``
+    ``tokens``: the :func:`ce_loss_recovered` entries (at the positions ``labels`` scores,
+    when given). With ``true_features``
     ``[n_true, d_in]``: mmcs and hungarian_cosine. ``print(evaluate(...))`` shows the
     scalars as a table; ``.to_dict()`` gives them JSON-ready.
     """
@@ -77,7 +85,7 @@ def evaluate(
         l_counts, l_edges = np.histogram(l0.numpy(), bins=n_bins)
         extra: dict[str, float] = {}
         if model is not None and tokens is not None:
-            extra.update(ce_loss_recovered(model, sae, tokens))
+            extra.update(ce_loss_recovered(model, sae, tokens, labels=labels))
         if true_features is not None:
             extra["mmcs"] = mmcs(sae.W_dec, true_features)
             extra["hungarian_cosine"] = hungarian_cosine(sae.W_dec, true_features)
@@ -100,31 +108,63 @@ def evaluate(
         sae.train(was_training)
 
 
-def _next_token_ce(logits: Tensor, tokens: Tensor) -> Tensor:
-    """Mean next-token cross-entropy: logits ``[batch, pos, vocab]``, tokens ``[batch, pos]``."""
+def _targets(tokens: Tensor, labels: Tensor | None) -> Tensor:
+    """``[batch, pos]`` target of the logits at each position, -100 where nothing is scored:
+    the next token (the last position scores nothing), or ``labels`` as given."""
+    if labels is None:
+        nxt = torch.full_like(tokens, IGNORE_INDEX)
+        nxt[:, :-1] = tokens[:, 1:]
+        return nxt
+    if labels.shape != tokens.shape:
+        raise UserError(
+            f"labels of shape {tuple(labels.shape)} must match tokens of shape "
+            f"{tuple(tokens.shape)}: one target per position, -100 where nothing is scored"
+        )
+    if not bool((labels != IGNORE_INDEX).any()):
+        raise UserError(
+            "labels score no position (all -100); pass the task's labels (MQAR: "
+            "make_mqar(...).labels) or {opt:labels=None} for next-token loss at every position"
+        )
+    return labels.to(tokens.device)
+
+
+def _ce(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of logits ``[batch, pos, vocab]`` over the scored targets."""
     return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1)
-    )
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )  # fmt: skip
 
 
-def _kl(clean: Tensor, other: Tensor) -> Tensor:
-    """Mean over positions of KL(clean || other) from logits ``[batch, pos, vocab]``."""
+def _kl(clean: Tensor, other: Tensor, scored: Tensor) -> Tensor:
+    """Mean over the ``scored`` positions of KL(clean || other), logits ``[batch, pos, vocab]``."""
     lp = clean.float().log_softmax(-1)
     lq = other.float().log_softmax(-1)
-    return (lp.exp() * (lp - lq)).sum(-1).mean()
+    return (lp.exp() * (lp - lq)).sum(-1)[scored].mean()
 
 
 @torch.no_grad()
 def ce_loss_recovered(
-    model: Any, sae: SparseAutoencoder, tokens: Tensor, hook_name: str | None = None
+    model: Any,
+    sae: SparseAutoencoder,
+    tokens: Tensor,
+    hook_name: str | None = None,
+    *,
+    labels: Tensor | None = None,
 ) -> dict[str, float]:
     """Splice ``sae`` into ``model`` at ``hook_name`` (default: the SAE's own hook).
 
     model: any TransformerLens-style hooked model whose forward returns logits
     ``[batch, pos, vocab]`` and that has ``run_with_hooks``. tokens: ``[batch, pos]``.
-    Returns ce_clean, ce_sae, ce_zero, ce_loss_recovered = (ce_zero - ce_sae) /
-    (ce_zero - ce_clean), kl_sae and kl_zero (KL from the clean next-token distribution).
+    labels: ``[batch, pos]`` target of the logits at each position, -100 where nothing is
+    scored (`featlab.datasets.mqar` labels: the query positions only); None scores the next
+    token at every position. Returns ce_clean, ce_sae, ce_zero, ce_loss_recovered =
+    (ce_zero - ce_sae) / (ce_zero - ce_clean), kl_sae and kl_zero (KL from the clean
+    distribution), all over the scored positions.
     """
+    targets = _targets(tokens, labels)
+    # KL needs no target: without labels it covers every position, the last one included
+    scored = targets != IGNORE_INDEX if labels is not None else torch.ones_like(tokens).bool()
     hook = hook_name if hook_name is not None else sae.cfg.hook_name
     if hook is None:
         raise ValueError("the SAE records no hook_name; pass hook_name= to ce_loss_recovered")
@@ -148,17 +188,15 @@ def ce_loss_recovered(
         zeroed = model.run_with_hooks(tokens, fwd_hooks=[(hook, zero)])
     finally:
         sae.train(was_training)
-    ce_clean, ce_sae, ce_zero = (
-        float(_next_token_ce(lg, tokens)) for lg in (clean, spliced, zeroed)
-    )
+    ce_clean, ce_sae, ce_zero = (float(_ce(lg, targets)) for lg in (clean, spliced, zeroed))
     denom = ce_zero - ce_clean
     return {
         "ce_clean": ce_clean,
         "ce_sae": ce_sae,
         "ce_zero": ce_zero,
         "ce_loss_recovered": (ce_zero - ce_sae) / denom if abs(denom) > 1e-12 else float("nan"),
-        "kl_sae": float(_kl(clean, spliced)),
-        "kl_zero": float(_kl(clean, zeroed)),
+        "kl_sae": float(_kl(clean, spliced, scored)),
+        "kl_zero": float(_kl(clean, zeroed, scored)),
     }
 
 

@@ -139,3 +139,65 @@ def test_undefined_ce_recovered_is_null_in_json():
     assert m.to_dict()["ce_loss_recovered"] is None
     assert math.isnan(m.to_series()["ce_loss_recovered"])
     assert "nan" in str(m)
+
+
+def _sign_model(c: float):
+    """Vocab 2, d 2: token 0 embeds as (c, -c), token 1 as (-c, c); the logits are the
+    activation at `hook_embed` itself, so every CE below is a closed form."""
+    from transformer_lens import HookedRootModule
+    from transformer_lens.hook_points import HookPoint
+
+    class Sign(HookedRootModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hook_embed = HookPoint()
+            self.setup()
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            emb = torch.tensor([[c, -c], [-c, c]])
+            return self.hook_embed(emb[tokens])
+
+    return Sign()
+
+
+def test_ce_loss_recovered_at_labelled_positions_differs_from_all_positions():
+    # x_hat = relu(x): (c, -c) -> (c, 0). c = ln 3, so the softmax losses are logs of
+    # rationals: clean right answer ln(1 + e^-2c) = ln(10/9), clean wrong ln 10; spliced
+    # right ln(4/3), wrong ln 4; zero ablation ln 2 everywhere.
+    c = math.log(3.0)
+    model = _sign_model(c)
+    sae = build_sae(make_config("relu", 2, 2, hook_name="hook_embed"))
+    with torch.no_grad():
+        for w in (sae.W_enc, sae.W_dec):
+            w.copy_(torch.eye(2))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    tokens = torch.tensor([[0, 0, 1, 1]])
+    # MQAR-style labels: only position 2 is scored, against target 1 (the model is right)
+    labels = torch.tensor([[-100, -100, 1, -100]])
+    q = ce_loss_recovered(model, sae, tokens, labels=labels)
+    assert q["ce_clean"] == pytest.approx(math.log(10 / 9), rel=1e-5)
+    assert q["ce_sae"] == pytest.approx(math.log(4 / 3), rel=1e-5)
+    assert q["ce_zero"] == pytest.approx(math.log(2), rel=1e-5)
+    assert q["ce_loss_recovered"] == pytest.approx(math.log(1.5) / math.log(1.8), rel=1e-5)
+
+    # next token at every position: targets 0, 1, 1 for inputs 0, 0, 1; position 1 is a
+    # "filler" the model gets wrong, which makes the clean run worse than zero ablation
+    a = ce_loss_recovered(model, sae, tokens)
+    clean = (2 * math.log(10 / 9) + math.log(10)) / 3
+    spliced = (2 * math.log(4 / 3) + math.log(4)) / 3
+    assert a["ce_clean"] == pytest.approx(clean, rel=1e-5)
+    assert a["ce_sae"] == pytest.approx(spliced, rel=1e-5)
+    expected = (math.log(2) - spliced) / (math.log(2) - clean)
+    assert a["ce_loss_recovered"] == pytest.approx(expected, rel=1e-5)
+    assert expected < 0 < q["ce_loss_recovered"]
+    # KL at the scored position: clean (1/10, 9/10) against spliced (1/4, 3/4)
+    kl = 0.1 * math.log(0.1 / 0.25) + 0.9 * math.log(0.9 / 0.75)
+    assert q["kl_sae"] == pytest.approx(kl, rel=1e-5)
+
+    m = evaluate(sae, torch.randn(8, 2), model=model, tokens=tokens, labels=labels)
+    assert m.ce_loss_recovered == pytest.approx(q["ce_loss_recovered"])
+    with pytest.raises(ValueError, match="must match tokens of shape"):
+        ce_loss_recovered(model, sae, tokens, labels=labels[:, :3])
+    with pytest.raises(ValueError, match="labels score no position"):
+        ce_loss_recovered(model, sae, tokens, labels=torch.full_like(tokens, -100))
