@@ -82,3 +82,7 @@ def test_wcst_ml_quick(tmp_path: Path) -> None:
     assert list(t.arch) == ["linear", "mlp", "cnn"]
     for cue in ("colour", "scale", "shape", "orientation"):
         assert t[cue].between(0, 1).all()
+    found = pd.read_csv(tmp_path / "claims.csv")
+    assert len(found) == 9  # three claims per architecture
+    # one seed in --quick: no interval, so no claim may be called settled
+    assert set(found.verdict) == {"within noise"}
