@@ -23,6 +23,7 @@ L0, mean over seeds with a Student-t 95 % interval; claims "AuxK reduces dead la
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -179,10 +180,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     args = parse_args(NAME, __doc__, argv, extra=seeds_flag)
     torch.set_num_threads(args.threads)
-    # numba's OpenMP pool defaults to one thread per core; with torch at fewer threads the
-    # idle pool threads busy-wait after each CPU kernel and made every later op ~100x slower
-    # on a shared box (measured). Only effective before numba is first imported.
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     size = SIZES["quick" if args.quick else "full"]
     seeds = args.seeds if args.seeds is not None else list(size["seeds"])
     t0 = time.perf_counter()
@@ -206,4 +203,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
+    # numba's OpenMP pool defaults to one thread per core; with torch at fewer threads the
+    # idle pool threads busy-wait after each CPU kernel and made every later op ~100x slower
+    # on a shared box (measured). Set only for a process of its own, before numba starts:
+    # numba refuses a changed value once its pool runs, so an in-process caller (the tests)
+    # must never see the environment change.
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=int, default=1)
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads.parse_known_args()[0].threads))
     main()
