@@ -132,10 +132,10 @@ class FeatureChoiceSAE(SparseAutoencoder):
         aux = x.new_zeros(())
         if self.hp.aux_coef > 0 and bool(self.stats_ready):
             starved = self.density_ema < self.hp.aux_frac * m.to(torch.float64) / n
-            k_aux = self.hp.k_aux if self.hp.k_aux is not None else max(self.d_in // 2, 1)
             aux = aux_topk_loss(
-                self, x, pre, (x - x_hat).detach(), starved, k_aux, self.hp.aux_normalize
-            )
+                self, x, pre, (x - x_hat).detach(), starved, self.k_aux(starved),
+                self.hp.aux_normalize,
+            )  # fmt: skip
         with torch.no_grad():
             counts = torch.bincount(cols, minlength=self.d_sae).to(x.dtype)
         return TrainOutput(
