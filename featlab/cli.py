@@ -73,6 +73,8 @@ def _train_sae(config: SAERunConfig) -> None:
     for key in ("fvu", "l0", "dead_frac", "ce_loss_recovered", "kl_sae"):
         if run.metrics.get(key) is not None:
             typer.echo(f"{key:>18}: {run.metrics[key]:.4g}")
+    if run.metrics.get("ce_positions") == "task labels":
+        typer.echo("(CE scored at the task's labelled positions)")
     how = " (a finished run, loaded)" if run.status == "done" else ""
     typer.echo(f"tokens from {run.token_source}; SAE saved in {run.out / 'sae'}{how}")
 

@@ -11,7 +11,8 @@ Behind `featlab train-sae` and the demo's SAE stage. The run folder holds::
 Tokens come from a token file, from text (``--dataset``: tokenized by the model's tokenizer
 and packed into ``--context-size`` windows, `featlab.datasets.text`), or else from the task
 the model records (fresh sequences, with a held-out seed for evaluation); a model without a
-recorded task needs one of the first two.
+recorded task needs one of the first two. CE-loss recovered scores an MQAR model at its query
+positions (the task's labels) and text at every next token (``ce_positions`` in the metrics).
 """
 
 from __future__ import annotations
@@ -139,8 +140,9 @@ def _hold_out(rows: Any, config: SAERunConfig, option: str, what: str) -> tuple[
 
 
 def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
-            model: Any) -> tuple[Any, Any, str]:
-    """(train tokens, held-out tokens, where they came from)."""
+            model: Any) -> tuple[Any, Any, Any, str]:
+    """(train tokens, held-out tokens, their labels or None for next-token loss, where they
+    came from)."""
     from featlab.runs.checks import user_errors
 
     if config.dataset is not None:
@@ -149,7 +151,7 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
         n_train = windows_for_tokens(config.tokens, config.context_size)
         windows = dataset_windows(config, model, n_train + config.n_eval_seqs, config.seed)
         return (*_hold_out(windows, config, "dataset", f"windows of {config.context_size} "
-                           "tokens"),
+                           "tokens"), None,
                 f"text {config.dataset} ({len(windows)} windows of {config.context_size})")
 
     if config.tokens_file is not None:
@@ -157,20 +159,21 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
 
         with user_errors("tokens_file"):
             all_toks = load_tokens(config.tokens_file)
-        return (*_hold_out(all_toks, config, "tokens_file", "sequences"),
+        return (*_hold_out(all_toks, config, "tokens_file", "sequences"), None,
                 f"tokens file {config.tokens_file}")
-    from featlab.runs.tasks import task_tokens
+    from featlab.runs.tasks import task_labels, task_tokens
 
     assert task is not None  # checked by SAERunConfig.check
     n_seq = math.ceil(config.tokens / int(task.get("context_size", n_ctx)))
     tokenizer = getattr(model, "tokenizer", None)
     with user_errors("model"):
         train = task_tokens(task, n_seq, config.seed, tokenizer, part="train")
-        held = task_tokens(task, config.n_eval_seqs, config.seed + 10_007, tokenizer,
-                           part="held_out")
+        held_seed = config.seed + 10_007
+        held = task_tokens(task, config.n_eval_seqs, held_seed, tokenizer, part="held_out")
+        labels = task_labels(task, config.n_eval_seqs, held_seed)
     where = (f"the model's text {task['dataset']} (held-out documents for the metrics)"
              if task["name"] == "text" else f"fresh {task['name']} sequences (the model's task)")
-    return train, held, where
+    return train, held, labels, where
 
 
 def _data_record(config: SAERunConfig, info: dict[str, Any], model: Any) -> dict[str, Any]:
@@ -218,7 +221,8 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
         from featlab.models.protocol import check_hook_name
 
         check_hook_name(model, config.hook)
-    train_toks, eval_toks, where = _tokens(config, info.get("task"), int(model.cfg.n_ctx), model)
+    train_toks, eval_toks, eval_labels, where = _tokens(config, info.get("task"),
+                                                        int(model.cfg.n_ctx), model)
     if config.tokens_file is not None:
         from featlab.runs.checks import check_token_range
 
@@ -239,7 +243,9 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
             context_size=int(train_toks.shape[-1]), **_data_record(config, info, model),
         )  # fmt: skip
     eval_src = ActivationSource(model, config.hook, eval_toks, batch_size=config.model_batch_size)
-    metrics = evaluate(sae, eval_src.collect(), model=model, tokens=eval_toks).to_dict()
+    metrics = evaluate(sae, eval_src.collect(), model=model, tokens=eval_toks,
+                       labels=eval_labels).to_dict()
+    metrics["ce_positions"] = "next token" if eval_labels is None else "task labels"
     if not metrics["fvu"] <= 1.0:
         print(f"featlab train-sae: warning: held-out FVU {metrics['fvu']:.3g} is above 1: the "
               "SAE reconstructs worse than the activations' mean (try a lower learning rate)",

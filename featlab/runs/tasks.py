@@ -52,6 +52,18 @@ def task_tokens(task: dict[str, Any], n_seq: int, seed: int, tokenizer: Any = No
     return make_mqar(task_config(task), n_seq, seed=seed).inputs
 
 
+def task_labels(task: dict[str, Any], n_seq: int, seed: int) -> Any:
+    """The `[n_seq, seq_len]` targets `task_tokens(task, n_seq, seed)` is scored against:
+    MQAR's labels (the value at each query position, -100 elsewhere), so CE-loss recovered
+    measures the recall the model was trained for, not the unpredictable filler; None for
+    text, which is scored on the next token at every position."""
+    if task.get("name") != "mqar":
+        return None
+    from featlab.datasets.mqar import make_mqar
+
+    return make_mqar(task_config(task), n_seq, seed=seed).labels
+
+
 def task_vocab(task: dict[str, Any] | None) -> list[str] | None:
     """Readable token names of the task (MQAR: K1.., V1..), or None."""
     if task is None or task.get("name") != "mqar":

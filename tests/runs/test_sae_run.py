@@ -44,11 +44,36 @@ def test_tokens_file_and_cache(tiny_model, tmp_path) -> None:
     assert (tmp_path / "o" / "act_cache" / "manifest.json").is_file()
     assert run.token_source.startswith("tokens file")
     assert 0 <= run.metrics["fvu"] < 1.0 and run.metrics["l0"] <= 3
+    assert run.metrics["ce_positions"] == "next token"  # a tokens file has no labels
     torch.save(toks[:, :8] + 16, tmp_path / "bad.pt")  # ids beyond the vocabulary
     with pytest.raises(UserError, match="token ids 16..31"):
         train_sae_run(SAERunConfig(model=tiny_model, hook=HOOK, tokens=512, batch_size=64,
                                    tokens_file=tmp_path / "bad.pt", n_eval_seqs=4,
                                    out=tmp_path / "b", progress=False))
+
+
+def test_mqar_ce_is_scored_at_the_query_positions(tiny_model, tmp_path) -> None:
+    """CE-loss recovered of an MQAR model is its recall at the labelled query positions: the
+    run's figures equal `ce_loss_recovered` on the held-out sequences with their labels, and
+    differ from the every-position loss dominated by unpredictable filler."""
+    from featlab.models.io import load_model
+    from featlab.runs.tasks import task_labels, task_tokens
+    from featlab.sae.metrics import ce_loss_recovered
+
+    run = train_sae_run(SAERunConfig(model=tiny_model, hook=HOOK, width=32, k=4, tokens=2048,
+                                     batch_size=256, n_eval_seqs=32, seed=3,
+                                     out=tmp_path / "q", progress=False))
+    assert run.metrics["ce_positions"] == "task labels"
+    model = load_model(str(tiny_model))
+    task = json.loads((tiny_model / "config.json").read_text())["task"]
+    held = task_tokens(task, 32, 3 + 10_007)
+    labels = task_labels(task, 32, 3 + 10_007)
+    assert (labels != -100).sum() < labels.numel() / 4  # queries are a few positions
+    at_queries = ce_loss_recovered(model, run.sae, held, labels=labels)
+    everywhere = ce_loss_recovered(model, run.sae, held)
+    for key in ("ce_clean", "ce_sae", "ce_zero"):
+        assert run.metrics[key] == pytest.approx(at_queries[key], rel=1e-5)
+    assert abs(everywhere["ce_clean"] - at_queries["ce_clean"]) > 1e-3
 
 
 def test_retrained_model_is_another_run(tiny_model, tmp_path) -> None:
