@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from featlab.circuits.nodes import NodeEffects
-from featlab.circuits.splice import Site, decode, encode, flat
+from featlab.circuits.splice import Site, decode, encode, flat, upcast
 from featlab.errors import UserError
 
 
@@ -97,7 +97,7 @@ def _forward(model: Any, site_list: list[Site], tokens: torch.Tensor):
 
     def make(site: Site):
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            xf = flat(x).float()
+            xf = upcast(flat(x))
             z = encode(site.sae, xf)
             targets[site.hook] = (z, xf - decode(site.sae, z))
             dz = torch.zeros_like(z, requires_grad=True)

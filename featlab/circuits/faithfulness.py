@@ -25,6 +25,7 @@ from featlab.circuits.splice import (
     flat,
     reduce_metric,
     sites,
+    upcast,
 )
 
 
@@ -58,7 +59,7 @@ def ablated_metric(model: Any, site_list: list[Site], tokens: torch.Tensor, metr
         az, ae = ablation[site.hook]
 
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            xf = flat(x).float()
+            xf = upcast(flat(x))
             z = encode(site.sae, xf)
             e = xf - decode(site.sae, z)
             z = torch.where(mz, z, az)

@@ -31,6 +31,7 @@ from featlab.circuits.splice import (
     flat,
     reduce_metric,
     sites,
+    upcast,
 )
 
 METHODS = ("atp", "ig")
@@ -149,9 +150,9 @@ def clean_gradients(
     def make(site: Site):
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
             xf = flat(x)
-            z = encode(site.sae, xf.detach().float())
+            z = encode(site.sae, upcast(xf.detach()))
             dz = torch.zeros_like(z, requires_grad=True)
-            de = torch.zeros_like(xf, dtype=torch.float32, requires_grad=True)
+            de = torch.zeros_like(upcast(xf.detach()), requires_grad=True)
             leaves[site.hook] = (dz, de)
             # value is exactly x; d/dx = I (straight through), d/ddz = decoder, d/dde = I
             out = xf + (decode(site.sae, z + dz) - decode(site.sae, z)) + de

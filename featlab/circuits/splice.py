@@ -64,6 +64,12 @@ def flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 at least: the SAE arithmetic of a bf16 / fp16 model runs in fp32, and a
+    float64 model (as the exact tests use) stays in float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def encode(sae: Any, x: torch.Tensor) -> torch.Tensor:
     """`[batch, pos, d_in]` -> `[batch, pos, d_sae]`."""
     b, p, d = x.shape
@@ -77,7 +83,7 @@ def decode(sae: Any, z: torch.Tensor) -> torch.Tensor:
 
 def reduce_metric(value: torch.Tensor) -> torch.Tensor:
     """Per-example metric values `[batch]` (or a scalar) -> their mean."""
-    value = value.float()
+    value = upcast(value)
     return value.mean() if value.ndim else value
 
 
@@ -93,7 +99,7 @@ def capture(model: Any, site_list: list[Site], tokens: torch.Tensor) -> dict[str
 
     def make(site: Site):
         def hook(x: torch.Tensor, hook: Any) -> None:
-            xf = flat(x).float()
+            xf = upcast(flat(x))
             z = encode(site.sae, xf)
             out[site.hook] = (z, xf - decode(site.sae, z))
 

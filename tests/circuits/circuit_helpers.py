@@ -119,7 +119,7 @@ def edge_values(grad_z, grad_err, dz, de):
 def edge_matrix(edges, src, down, n_pos, d_sae):
     """Edges from node id `src` into every node of hook `down`, as `[pos, d_sae + 1]` (NaN
     where no edge was computed)."""
-    out = torch.full((n_pos, d_sae + 1), float("nan"))
+    out = torch.full((n_pos, d_sae + 1), float("nan"), dtype=torch.float64)  # effects are float64
     rows = edges[(edges["src"] == src) & edges["dst"].str.startswith(down + "/")]
     for dst, value in zip(rows["dst"], rows["effect"], strict=True):
         name, pos = dst.rsplit("/", 1)[1].split("@")
