@@ -5,7 +5,8 @@ An arm is two layers of one mixer (``gla``, ``gdn``, ...), GLA with its short co
 every arm:
 
 1. sweep: train once at each of ``--lrs`` (seed ``--seed``) and keep the lr with the best
-   *validation* accuracy (ties: the smaller lr);
+   *validation* accuracy (runs that reached ``--target`` tie, and the fewest steps wins;
+   then the smaller lr);
 2. seeds: train at that lr with ``--seeds`` seeds (the sweep's run is the first) and report
    the held-out *test* accuracy's mean and Student-t 95 % interval (`_claims.mean_ci`);
 3. claims, paired by seed (a seed fixes the data, the initialisation and the batch order,
@@ -172,9 +173,11 @@ class Runs:
         return [self.done[t] for t in tasks]
 
 
-def best_lr(sweep: list[dict[str, Any]]) -> float:
-    """The lr with the best validation accuracy; ties go to the smaller lr."""
-    return min(sweep, key=lambda r: (-r["val accuracy"], r["lr"]))["lr"]
+def best_lr(sweep: list[dict[str, Any]], target: float) -> float:
+    """The lr with the best validation accuracy, counting every run that reached ``target``
+    as equal (it stopped just past the target, so the rest of its accuracy is noise); among
+    those the fewest steps wins, then the smaller lr."""
+    return min(sweep, key=lambda r: (-min(r["val accuracy"], target), r["steps"], r["lr"]))["lr"]
 
 
 def run(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     by_arm: dict[str, dict[str, Any]] = {}
     for arm in arms:
         sweep = [r for r in sweeps if r["arm"] == arm]
-        by_arm[arm] = {"sweep": sweep, "lr": best_lr(sweep)}
+        by_arm[arm] = {"sweep": sweep, "lr": best_lr(sweep, args.target)}
     runs.get([(arm, by_arm[arm]["lr"], s) for arm in arms for s in seeds])
     summary = []
     for arm in arms:

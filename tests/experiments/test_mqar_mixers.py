@@ -53,7 +53,8 @@ def test_quick_run_sweeps_picks_best_lr_and_pairs_claims(tmp_path: Path) -> None
     for _, row in summary.iterrows():
         arm = row["model"].removesuffix(" x2")
         sweep = runs[(runs["arm"] == arm) & (runs["seed"] == 0)]
-        ranked = sweep.sort_values(["val accuracy", "lr"], ascending=[False, True])
+        ranked = sweep.assign(val=sweep["val accuracy"].clip(upper=0.995)).sort_values(
+            ["val", "steps", "lr"], ascending=[False, True, True])
         assert row["best lr"] == ranked["lr"].iloc[0]  # best on validation, ties: smaller lr
         at_best = runs[(runs["arm"] == arm) & (runs["lr"] == row["best lr"])]
         assert sorted(at_best["seed"]) == [0, 1]
@@ -73,6 +74,16 @@ def test_quick_run_sweeps_picks_best_lr_and_pairs_claims(tmp_path: Path) -> None
 
     assert (tmp_path / "mqar_mixers.md").read_text().startswith("| model | best lr")
     assert (tmp_path / "mqar_mixers.html").stat().st_size > 1000
+
+
+def test_solved_runs_tie_and_the_fastest_wins() -> None:
+    best_lr = _load_script().best_lr
+    row = lambda lr, val, steps: {"lr": lr, "val accuracy": val, "steps": steps}  # noqa: E731
+    # 1e-2 stopped a hair further past the target, but 1e-3 got there in fewer steps
+    assert best_lr([row(1e-3, 0.996, 300), row(1e-2, 0.998, 900)], 0.995) == 1e-3
+    assert best_lr([row(1e-3, 0.990, 1200), row(1e-2, 0.996, 900)], 0.995) == 1e-2
+    assert best_lr([row(1e-3, 0.40, 1200), row(3e-3, 0.40, 1200)], 0.995) == 1e-3
+    assert best_lr([row(1e-3, 0.30, 1200), row(3e-3, 0.52, 1200)], 0.995) == 3e-3
 
 
 def test_bad_arm_and_bad_lrs_are_named() -> None:
