@@ -5,8 +5,11 @@ removes dead latents. Two data sets: (a) rank-8 Gaussian data, x = z @ A with z 
 and A a random 8 x 64 matrix (the reviewer's setting of issue #14, shrunk to fit the budget),
 where far more latents exist than directions; (b) featlab's superposition data (more true
 features than dimensions) at lr 1e-2, a regime where latents die from the optimisation (at
-the default lr none died there: measured, every arm 0.000 dead). Arms, every one with the
-run-scaled dead window (`featlab.sae.config.default_dead_tokens`, the default):
+the default lr none died there: measured, every arm 0.000 dead); (c) the MQAR residual
+stream of `experiments/sae_variants.py`'s cached model (512 latents, k 8), the controlled
+AuxK on/off check of its TopK dead fraction (skipped when that model is not on disk).
+Arms, every one with the run-scaled dead window (`featlab.sae.config.default_dead_tokens`,
+the default):
 
 - TopK and BatchTopK: no AuxK; AuxK unnormalised (featlab's old form) at 1/32; AuxK
   normalised as Gao et al. at 1/32 (the default) and at 1;
@@ -41,10 +44,14 @@ NAME = "auxk_revival"
 SIZES: dict[str, dict[str, Any]] = {
     "full": dict(d_in=64, rank=8, sp=dict(n_features=256, d=32, l0=4.0), d_sae=1024,
                  sp_d_sae=512, sp_lr=1e-2, k=4, tokens=98_304, batch_size=512, seeds=(0, 1, 2),
-                 every=8),
+                 every=8,
+                 # (c) the MQAR residual of experiments/sae_variants.py (its cached model, its
+                 # SAE width and k); left out when that model has not been trained here
+                 mqar=dict(model="runs/sae_variants_model", hook="blocks.0.hook_resid_post",
+                           d_sae=512, k=8)),
     "quick": dict(d_in=16, rank=4, sp=dict(n_features=32, d=8, l0=2.0), d_sae=32,
                   sp_d_sae=32, sp_lr=1e-2, k=2, tokens=1_024, batch_size=128, seeds=(0, 1),
-                  every=2),
+                  every=2, mqar=None),
 }  # fmt: skip
 AUX_ARMS = {  # arm -> AuxK hyperparameters (TopK and BatchTopK)
     "no AuxK": dict(aux_coef=0.0),
@@ -64,9 +71,31 @@ def make_data(name: str, size: dict[str, Any], seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(1000 + seed)
         mix = torch.randn(size["rank"], size["d_in"], generator=g)
         return torch.randn(n, size["rank"], generator=g) @ mix
+    if name == "mqar":
+        from featlab.models.io import load_model, load_task
+        from featlab.runs.tasks import task_tokens
+        from featlab.sae.activations import ActivationSource
+
+        spec = size["mqar"]
+        model = load_model(spec["model"])
+        n_seq = -(-n // model.cfg.n_ctx)
+        tokens = task_tokens(load_task(spec["model"]), n_seq, seed)
+        return ActivationSource(model, spec["hook"], tokens).collect()[:n]
     from featlab.datasets.superposition import make_superposition
 
     return make_superposition(n, seed=seed, **size["sp"]).acts
+
+
+def data_names(size: dict[str, Any]) -> list[str]:
+    """rank8, superposition and, when its model is on disk, the MQAR residual."""
+    spec = size.get("mqar")
+    if spec is None:
+        return ["rank8", "superposition"]
+    if not Path(spec["model"]).is_dir():
+        print(f"auxk_revival: no model in {spec['model']}, so the MQAR case is skipped "
+              "(run experiments/sae_variants.py first)", file=sys.stderr)
+        return ["rank8", "superposition"]
+    return ["rank8", "superposition", "mqar"]
 
 
 def specs(size: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -93,10 +122,11 @@ def run_one(data_name: str, size: dict[str, Any], seed: int) -> tuple[list[dict]
                                dead_frac=float(dead.float().mean())))  # fmt: skip
 
     t0 = time.perf_counter()
-    rank8 = data_name == "rank8"
-    d_sae, lr = (size["d_sae"], None) if rank8 else (size["sp_d_sae"], size["sp_lr"])
+    d_sae, k, lr = {"rank8": (size["d_sae"], size["k"], None),
+                    "superposition": (size["sp_d_sae"], size["k"], size["sp_lr"])}.get(
+        data_name) or (size["mqar"]["d_sae"], size["mqar"]["k"], None)
     saes = train_saes(
-        x, [dict(kind=kind, d_sae=d_sae, k=size["k"], lr=lr, **hp) for kind, _, hp in arms],
+        x, [dict(kind=kind, d_sae=d_sae, k=k, lr=lr, **hp) for kind, _, hp in arms],
         tokens=size["tokens"], batch_size=size["batch_size"], seed=seed, progress=False,
         callback=watch,
     )  # fmt: skip
@@ -184,7 +214,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     seeds = args.seeds if args.seeds is not None else list(size["seeds"])
     t0 = time.perf_counter()
     rows, curves = [], []
-    for data in ("rank8", "superposition"):
+    for data in data_names(size):
         for seed in seeds:
             r, c = run_one(data, size, seed)
             rows += r
