@@ -28,6 +28,20 @@ def parse_args(name: str, doc: str | None, argv: list[str] | None = None,
     return p.parse_args(argv)
 
 
+def seeds_flag(p: argparse.ArgumentParser) -> None:
+    """``--seeds`` for `parse_args(extra=...)`; None means the size's own seeds."""
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds (default: 0 1 2; with --quick 0 1)")  # fmt: skip
+
+
+def print_tables(*tables: pd.DataFrame) -> None:
+    """The tables on stdout, wide and three decimals, a blank line between them."""
+    with pd.option_context("display.width", 220, "display.max_columns", 20,
+                           "display.max_colwidth", 70):  # fmt: skip
+        print("\n\n".join(t.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+                          for t in tables))
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     """The probe experiments' tables: floats to three decimals."""
     return markdown_table(df, ".3f")

@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import claim_row, claims_table, mean_ci  # noqa: E402
-from _probe_common import parse_args, write_outputs  # noqa: E402
+from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
 
 NAME = "auxk_revival"
 SIZES: dict[str, dict[str, Any]] = {
@@ -204,10 +204,6 @@ def figure(curves: pd.DataFrame) -> Any:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    def seeds_flag(p: Any) -> None:
-        p.add_argument("--seeds", type=int, nargs="+", default=None,
-                       help="seeds (default: 0 1 2; with --quick 0 1)")  # fmt: skip
-
     args = parse_args(NAME, __doc__, argv, extra=seeds_flag)
     torch.set_num_threads(args.threads)
     size = SIZES["quick" if args.quick else "full"]
@@ -223,11 +219,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table, chk = summarise(runs), claims(runs)
     write_outputs(NAME, table, figure(curve_df), args.out,
                   {"claims": chk, "runs": runs, "curves": curve_df})  # fmt: skip
-    with pd.option_context("display.width", 220, "display.max_columns", 20,
-                           "display.max_colwidth", 70):  # fmt: skip
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        print()
-        print(chk.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_tables(table, chk)
     print(f"wrote {args.out} in {time.perf_counter() - t0:.0f}s")
     return table
 

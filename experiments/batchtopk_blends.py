@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import claim_row, claims_table  # noqa: E402
-from _probe_common import parse_args, write_outputs  # noqa: E402
+from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
 from _sae_common import seed_summary  # noqa: E402
 
 NAME = "batchtopk_blends"
@@ -197,10 +197,6 @@ def figure(summary: pd.DataFrame) -> Any:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    def seeds_flag(p: Any) -> None:
-        p.add_argument("--seeds", type=int, nargs="+", default=None,
-                       help="seeds (default: 0 1 2; with --quick 0 1)")  # fmt: skip
-
     args = parse_args(NAME, __doc__, argv, extra=seeds_flag)
     torch.set_num_threads(args.threads)
     size = SIZES["quick" if args.quick else "full"]
@@ -211,11 +207,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     summary = seed_summary(runs, ["n_features", "arm"], cols)
     chk = claims(runs)
     write_outputs(NAME, summary, figure(summary), args.out, {"claims": chk, "runs": runs})
-    with pd.option_context("display.width", 220, "display.max_columns", 20,
-                           "display.max_colwidth", 70):  # fmt: skip
-        print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        print()
-        print(chk.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_tables(summary, chk)
     print(f"wrote {args.out} in {time.perf_counter() - t0:.0f}s")
     return summary
 
