@@ -161,16 +161,15 @@ def _tokens(config: SAERunConfig, task: dict[str, Any] | None, n_ctx: int,
             all_toks = load_tokens(config.tokens_file)
         return (*_hold_out(all_toks, config, "tokens_file", "sequences"), None,
                 f"tokens file {config.tokens_file}")
-    from featlab.runs.tasks import task_labels, task_tokens
+    from featlab.runs.tasks import task_sequences, task_tokens
 
     assert task is not None  # checked by SAERunConfig.check
     n_seq = math.ceil(config.tokens / int(task.get("context_size", n_ctx)))
     tokenizer = getattr(model, "tokenizer", None)
     with user_errors("model"):
         train = task_tokens(task, n_seq, config.seed, tokenizer, part="train")
-        held_seed = config.seed + 10_007
-        held = task_tokens(task, config.n_eval_seqs, held_seed, tokenizer, part="held_out")
-        labels = task_labels(task, config.n_eval_seqs, held_seed)
+        held, labels = task_sequences(task, config.n_eval_seqs, config.seed + 10_007,
+                                      tokenizer, part="held_out")
     where = (f"the model's text {task['dataset']} (held-out documents for the metrics)"
              if task["name"] == "text" else f"fresh {task['name']} sequences (the model's task)")
     return train, held, labels, where

@@ -35,6 +35,15 @@ def task_tokens(task: dict[str, Any], n_seq: int, seed: int, tokenizer: Any = No
     """`[n_seq, seq_len]` inputs of `task`: fresh MQAR sequences, or windows of the text a
     language model was trained on (`part` "train" or "held_out": its documents, split as
     `featlab train-lm` split them), read with the model's `tokenizer`."""
+    return task_sequences(task, n_seq, seed, tokenizer, part)[0]
+
+
+def task_sequences(task: dict[str, Any], n_seq: int, seed: int, tokenizer: Any = None,
+                   part: str = "train") -> tuple[Any, Any]:
+    """(`task_tokens(...)`, the `[n_seq, seq_len]` targets they are scored against): MQAR's
+    labels (the value at each query position, -100 elsewhere), so CE-loss recovered measures
+    the recall the model was trained for, not the unpredictable filler; None for text, which
+    is scored on the next token at every position."""
     if task.get("name") == "text":
         from featlab.datasets.text import text_windows
 
@@ -46,22 +55,11 @@ def task_tokens(task: dict[str, Any], n_seq: int, seed: int, tokenizer: Any = No
             text_column=task.get("text_column", "text"),
             prepend_bos=bool(task.get("prepend_bos", True)), seed=seed,
             held_out_every=task.get("held_out_every"), part=part)
-        return windows
+        return windows, None
     from featlab.datasets.mqar import make_mqar
 
-    return make_mqar(task_config(task), n_seq, seed=seed).inputs
-
-
-def task_labels(task: dict[str, Any], n_seq: int, seed: int) -> Any:
-    """The `[n_seq, seq_len]` targets `task_tokens(task, n_seq, seed)` is scored against:
-    MQAR's labels (the value at each query position, -100 elsewhere), so CE-loss recovered
-    measures the recall the model was trained for, not the unpredictable filler; None for
-    text, which is scored on the next token at every position."""
-    if task.get("name") != "mqar":
-        return None
-    from featlab.datasets.mqar import make_mqar
-
-    return make_mqar(task_config(task), n_seq, seed=seed).labels
+    data = make_mqar(task_config(task), n_seq, seed=seed)
+    return data.inputs, data.labels
 
 
 def task_vocab(task: dict[str, Any] | None) -> list[str] | None:

@@ -57,7 +57,7 @@ def test_mqar_ce_is_scored_at_the_query_positions(tiny_model, tmp_path) -> None:
     run's figures equal `ce_loss_recovered` on the held-out sequences with their labels, and
     differ from the every-position loss dominated by unpredictable filler."""
     from featlab.models.io import load_model
-    from featlab.runs.tasks import task_labels, task_tokens
+    from featlab.runs.tasks import task_sequences
     from featlab.sae.metrics import ce_loss_recovered
 
     run = train_sae_run(SAERunConfig(model=tiny_model, hook=HOOK, width=32, k=4, tokens=2048,
@@ -66,8 +66,7 @@ def test_mqar_ce_is_scored_at_the_query_positions(tiny_model, tmp_path) -> None:
     assert run.metrics["ce_positions"] == "task labels"
     model = load_model(str(tiny_model))
     task = json.loads((tiny_model / "config.json").read_text())["task"]
-    held = task_tokens(task, 32, 3 + 10_007)
-    labels = task_labels(task, 32, 3 + 10_007)
+    held, labels = task_sequences(task, 32, 3 + 10_007)
     assert (labels != -100).sum() < labels.numel() / 4  # queries are a few positions
     at_queries = ce_loss_recovered(model, run.sae, held, labels=labels)
     everywhere = ce_loss_recovered(model, run.sae, held)
