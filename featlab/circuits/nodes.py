@@ -150,9 +150,10 @@ def clean_gradients(
     def make(site: Site):
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
             xf = flat(x)
-            z = encode(site.sae, upcast(xf.detach()))
+            xw = upcast(xf.detach())
+            z = encode(site.sae, xw)
             dz = torch.zeros_like(z, requires_grad=True)
-            de = torch.zeros_like(upcast(xf.detach()), requires_grad=True)
+            de = torch.zeros_like(xw, requires_grad=True)
             leaves[site.hook] = (dz, de)
             # value is exactly x; d/dx = I (straight through), d/ddz = decoder, d/dde = I
             out = xf + (decode(site.sae, z + dz) - decode(site.sae, z)) + de
