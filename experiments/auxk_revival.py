@@ -89,13 +89,11 @@ def make_data(name: str, size: dict[str, Any], seed: int) -> torch.Tensor:
 def data_names(size: dict[str, Any]) -> list[str]:
     """rank8, superposition and, when its model is on disk, the MQAR residual."""
     spec = size.get("mqar")
-    if spec is None:
-        return ["rank8", "superposition"]
-    if not Path(spec["model"]).is_dir():
+    if spec is not None and not Path(spec["model"]).is_dir():
         print(f"auxk_revival: no model in {spec['model']}, so the MQAR case is skipped "
               "(run experiments/sae_variants.py first)", file=sys.stderr)
-        return ["rank8", "superposition"]
-    return ["rank8", "superposition", "mqar"]
+        spec = None
+    return ["rank8", "superposition"] + (["mqar"] if spec is not None else [])
 
 
 def specs(size: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -122,9 +120,12 @@ def run_one(data_name: str, size: dict[str, Any], seed: int) -> tuple[list[dict]
                                dead_frac=float(dead.float().mean())))  # fmt: skip
 
     t0 = time.perf_counter()
-    d_sae, k, lr = {"rank8": (size["d_sae"], size["k"], None),
-                    "superposition": (size["sp_d_sae"], size["k"], size["sp_lr"])}.get(
-        data_name) or (size["mqar"]["d_sae"], size["mqar"]["k"], None)
+    if data_name == "rank8":
+        d_sae, k, lr = size["d_sae"], size["k"], None
+    elif data_name == "superposition":
+        d_sae, k, lr = size["sp_d_sae"], size["k"], size["sp_lr"]
+    else:
+        d_sae, k, lr = size["mqar"]["d_sae"], size["mqar"]["k"], None
     saes = train_saes(
         x, [dict(kind=kind, d_sae=d_sae, k=k, lr=lr, **hp) for kind, _, hp in arms],
         tokens=size["tokens"], batch_size=size["batch_size"], seed=seed, progress=False,

@@ -25,12 +25,12 @@ pair blends (pair minus single cosine larger than TopK's).
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -156,13 +156,9 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
 
     gaps = {nf: at("topk", nf=nf) - at("batchtopk", nf=nf)
             for nf in sorted(runs["n_features"].unique())}
-    xs = [math.log2(nf) for nf in gaps]
-    slopes = []
-    for seed in gaps[top].index:
-        ys = [float(g[seed]) for g in gaps.values()]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        slopes.append(sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True))
-                      / sum((a - mx) ** 2 for a in xs))
+    by_seed = pd.DataFrame(gaps)  # seeds x n_features
+    xs = np.log2(by_seed.columns.to_numpy(dtype=float))
+    slopes = [float(np.polyfit(xs, row.to_numpy(), 1)[0]) for _, row in by_seed.iterrows()]
     return claims_table([
         claim_row(f"BatchTopK's MMCS trails TopK's (featlab, {top} features)", gaps[top]),
         claim_row(f"BatchTopK's MMCS trails TopK's (SAELens, {top} features)",
