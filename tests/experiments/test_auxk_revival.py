@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "auxk_revival.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("auxk_revival", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["auxk_revival"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.experiments.scripts import load_experiment
 
 
 @pytest.mark.slow  # 48 tiny SAE trainings (12 arms x 2 data x 2 seeds) and a kaleido PNG
 def test_quick_run_writes_sane_outputs(tmp_path: Path) -> None:
-    mod = _load_script()
+    mod = load_experiment("auxk_revival")
     mod.main(["--quick", "--out", str(tmp_path)])
     table = pd.read_csv(tmp_path / "auxk_revival.csv")
     assert set(table["data"]) == {"rank8", "superposition"}

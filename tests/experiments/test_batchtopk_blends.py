@@ -3,27 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "batchtopk_blends.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("batchtopk_blends", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["batchtopk_blends"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.experiments.scripts import load_experiment
 
 
 def test_blend_cosines_tell_a_pure_latent_from_a_pair_blend() -> None:
-    blend_cosines = _load_script().blend_cosines
+    blend_cosines = load_experiment("batchtopk_blends").blend_cosines
     truth = torch.nn.functional.normalize(torch.randn(40, 16, generator=torch.Generator()
                                                       .manual_seed(0)), dim=-1)
     live = torch.ones(3, dtype=torch.bool)
@@ -41,7 +31,7 @@ def test_blend_cosines_tell_a_pure_latent_from_a_pair_blend() -> None:
 
 @pytest.mark.slow  # 18 tiny SAE trainings (featlab and SAELens) and a kaleido PNG
 def test_quick_run_writes_sane_outputs(tmp_path: Path) -> None:
-    mod = _load_script()
+    mod = load_experiment("batchtopk_blends")
     mod.main(["--quick", "--out", str(tmp_path)])
     runs = pd.read_csv(tmp_path / "runs.csv")
     top = runs["n_features"].max()

@@ -6,27 +6,17 @@ are measured by hand and pasted into docs/sae_pipeline.md.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_vs_saelens.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_vs_saelens", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_vs_saelens"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.experiments.scripts import load_experiment
 
 
 @pytest.mark.slow  # imports sae_lens and trains 4 + 4 tiny SAEs
 def test_quick_run_prints_ratios(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    _load_script().main(["--quick", "--out", str(tmp_path)])
+    load_experiment("bench_vs_saelens").main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "topk: featlab/saelens samples/s ratio" in out
     assert "matching_pursuit: featlab/saelens samples/s ratio" in out

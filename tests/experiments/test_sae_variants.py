@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "sae_variants.py"
+from tests.experiments.scripts import load_experiment
+
 KINDS = {"relu", "topk", "batchtopk", "feature_choice", "matching_pursuit"}
 SWEPT = {"topk", "batchtopk", "matching_pursuit"}
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("sae_variants", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sae_variants"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow  # ~34 tiny SAE trainings (two seeds), a tiny hybrid and two kaleido PNGs
 def test_quick_run_writes_sane_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    _load_script().main(["--quick", "--seeds", "0,1", "--out", str(tmp_path)])
+    load_experiment("sae_variants").main(["--quick", "--seeds", "0,1", "--out", str(tmp_path)])
     df = pd.read_csv(tmp_path / "sae_variants.csv")
     assert set(df["dataset"]) == {"superposition", "hierarchical", "mqar_gdn_attn_resid0"}
     assert set(df["seed"]) == {0, 1}
