@@ -9,8 +9,8 @@ row-wise top-k.
 - :func:`topk_rows`: the k largest entries of each row (optionally among ``allowed``
   columns), sorted descending, ties to the lower index. One pass per row keeping a sorted
   k-list; a value enters only if it beats the current k-th, which after the first few hundred
-  entries is rare, so the pass is a compare per entry. ``torch.topk`` on CPU is 2x slower at
-  small k.
+  entries is rare, so the pass tests the maximum of each block of 16 entries and looks inside
+  only when it beats the k-th. ``torch.topk`` on CPU is 1.5-4x slower (2x at 1024 latents).
 
 Rows are independent (``prange``); like :mod:`featlab.kernels._numba_pursuit`, the kernels
 run on torch's OpenMP team, compile on first use and are cached on disk.
@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 _JIT = dict(nogil=True, cache=True, boundscheck=False)
+_BLOCK = 16  # entries topk_rows compares against the k-th at once
 
 
 @njit(**_JIT)
@@ -88,7 +89,22 @@ def topk_rows(pre: Any, k: int, allowed: Any, use_mask: bool, vals: Any, idx: An
         v[:] = -np.inf
         ix[:] = -1
         thr = v[k - 1]
-        for f in range(width):
+        start = 0
+        while start + _BLOCK <= width:
+            # a block whose maximum does not beat the k-th is skipped whole: one compare per
+            # entry in a loop numba vectorises, where the entry-wise test branches
+            top = row[start]
+            for j in range(1, _BLOCK):
+                y = row[start + j]
+                top = y if y > top else top
+            if top > thr:
+                for f in range(start, start + _BLOCK):
+                    x = row[f]
+                    if x > thr and (not use_mask or allowed[f]):
+                        _push(v, ix, k, x, f)
+                        thr = v[k - 1]
+            start += _BLOCK
+        for f in range(start, width):
             x = row[f]
             if x > thr and (not use_mask or allowed[f]):
                 _push(v, ix, k, x, f)
