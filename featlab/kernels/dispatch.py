@@ -78,7 +78,12 @@ def sync_numba_threads() -> None:
     """
     import numba
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    # The first call starts numba's OpenMP layer, which sets the shared team to numba's
+    # pool size (all cores): a caller's torch.set_num_threads(1) would silently become 2+.
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def backend_for(*tensors: torch.Tensor | None) -> Backend:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 
@@ -99,3 +100,20 @@ def test_sae_training_step_same_on_both_backends(monkeypatch: pytest.MonkeyPatch
     assert torch.equal(out.counts, ref.counts)
     for name in g_ref:  # a gradient sums over the batch after the encoder's dot over d_in
         assert_close(f"d{name}", g[name], g_ref[name], g_ref64[name], reduction=24 + 2 * 16)
+
+
+@pytest.mark.skipif(not dispatch.numba_available(), reason="needs numba")
+def test_numba_start_keeps_torch_thread_count() -> None:
+    """Starting numba's OpenMP layer resets the shared team to numba's pool size; a caller
+    that asked torch for one thread must still have one (a fresh process: the layer starts
+    once per process)."""
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from featlab.kernels.dispatch import sync_numba_threads\n"
+        "sync_numba_threads(); print(torch.get_num_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "1"
