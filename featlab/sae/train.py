@@ -1,10 +1,10 @@
 """Train one SAE (`train_sae`) or several on one activation stream (`train_saes`).
 
-Adam with linear warm-up and a linear decay to 0 over the last ``decay_frac`` of the steps.
-Default learning rate 2e-4 / sqrt(d_sae / 2**14), the width scaling fitted by Gao et al.
-(2024) for TopK. After every backward the decoder gradient's component along each row is
+Each SAE has its own optimizer (`featlab.sae.optim`: schedule-free Signum by default, or Adam
+with linear warm-up and a linear decay to 0 over the last ``decay_frac`` of the steps) and its
+own learning rate (default: the optimizer's, scaled by 1 / sqrt(d_sae)). After every backward the decoder gradient's component along each row is
 removed and, after every step, the rows are renormalised. Checkpoints hold the SAEs (with their
-statistics buffers), the Adam states and the step; the learning rate and the data order are
+statistics buffers), the optimizer states and the step; the learning rate and the data order are
 functions of the step, so a resumed run ends bit-identical to an uninterrupted one on CPU.
 Inside `featlab._interrupt.stop_on_signals` a SIGINT / SIGTERM stops training at the next
 step after a checkpoint (`featlab.errors.Interrupted`); a run whose batch FVU stays far
@@ -20,7 +20,6 @@ are those of the smaller per-rank batch (thresholds are averaged over ranks).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,21 +34,17 @@ from featlab.errors import CheckpointError, Interrupted, TrainingDiverged
 from featlab.sae.base import SparseAutoencoder
 from featlab.sae.config import TrainConfig, default_dead_tokens
 from featlab.sae.divergence import DivergenceGuard, default_patience
+from featlab.sae.optim import DEFAULT_OPTIMIZER, default_lr, finish, make_optimizer, schedule_free
 from featlab.sae.registry import SAE_KINDS, build_sae, canonical_kind, make_config
 from featlab.sae.stream import BatchStream
 
 CHECKPOINT_NAME = "checkpoint.pt"
-_SPEC_KEYS = ("kind", "d_sae", "k", "lr", "seed", "dtype")
+_SPEC_KEYS = ("kind", "d_sae", "k", "lr", "optimizer", "seed", "dtype")
 _TRAIN_KEYS = (
-    "tokens", "batch_size", "lr", "seed", "checkpoint_dir", "checkpoint_every",
+    "tokens", "batch_size", "lr", "optimizer", "seed", "checkpoint_dir", "checkpoint_every",
     "checkpoint_seconds", "resume", "progress", "device", "hook_name", "model_name", "dtype",
     "warmup_steps", "decay_frac", "b_dec_init", "max_fvu", "callback",
 )  # fmt: skip
-
-
-def default_lr(d_sae: int) -> float:
-    """2e-4 / sqrt(d_sae / 2**14) (Gao et al. 2024)."""
-    return 2e-4 / math.sqrt(d_sae / 2**14)
 
 
 def lr_scale(step: int, n_steps: int, warmup: int, decay_frac: float) -> float:
@@ -69,6 +64,7 @@ def train_sae(
     tokens: int = 1_000_000,
     batch_size: int = 1024,
     lr: float | None = None,
+    optimizer: str = DEFAULT_OPTIMIZER,
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -82,7 +78,8 @@ def train_sae(
     acts: a tensor ``[n, d_in]`` (or ``[n, pos, d_in]``), an iterator of ``[batch, d_in]``
     tensors, or an activation source (``.batches(batch_size, seed)``, ``.d_in``,
     ``.hook_name``). k: active latents per token (mean for BatchTopK / Feature Choice, pursuit
-    steps for Matching Pursuit; ignored by "relu"). checkpoint_every: steps between atomic
+    steps for Matching Pursuit; ignored by "relu"). optimizer: "signum", "adam" or "adam_sf"
+    (`featlab.sae.optim`); lr: None for the optimizer's default at this width. checkpoint_every: steps between atomic
     checkpoints in ``checkpoint_dir`` (resumed from when ``resume``). Other keywords: the
     trainer's (hook_name, model_name, dtype, warmup_steps, decay_frac, b_dec_init,
     checkpoint_seconds, max_fvu, callback; see `train_saes`) and the kind's hyperparameters
@@ -91,7 +88,7 @@ def train_sae(
     an unknown keyword raises a TypeError listing the valid ones.
     """
     trainer_kw = {key: kwargs.pop(key) for key in list(kwargs) if key in _TRAIN_KEYS}
-    spec = {"kind": kind, "d_sae": d_sae, "k": k, "lr": lr, **kwargs}
+    spec = {"kind": kind, "d_sae": d_sae, "k": k, "lr": lr, "optimizer": optimizer, **kwargs}
     return train_saes(
         acts, [spec], tokens=tokens, batch_size=batch_size, seed=seed,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
@@ -115,6 +112,7 @@ def _build(
     if kind not in SAE_KINDS:
         raise ValueError(f"unknown SAE kind {kind!r}; valid kinds: {', '.join(SAE_KINDS)}")
     lr = spec.pop("lr", None)
+    optimizer = spec.pop("optimizer", DEFAULT_OPTIMIZER)
     d_sae = spec.pop("d_sae", 1024)
     k = spec.pop("k", 32)
     if canonical_kind(kind) == "relu":
@@ -129,7 +127,7 @@ def _build(
     if "dead_tokens" in cfg.hparams and cfg.hparams["dead_tokens"] is None:
         # resolved once, here, so the SAE's config (saved with it) says which window it used
         cfg = dataclasses.replace(cfg, hparams={**cfg.hparams, "dead_tokens": window})
-    return cfg, (lr if lr is not None else default_lr(d_sae))
+    return cfg, optimizer, (lr if lr is not None else default_lr(d_sae, optimizer))
 
 
 def train_saes(
@@ -155,14 +153,16 @@ def train_saes(
     callback: Callable[[int, list[SparseAutoencoder], list[dict[str, float]]], None] | None = None,
 ) -> list[SparseAutoencoder]:
     """Train one SAE per spec on a single pass over ``acts``: every batch is drawn once and fed
-    to each SAE. A spec is a dict with "kind", "d_sae", "k", optional "lr", "seed", "dtype" and
-    the kind's hyperparameters. ``callback(step, saes, logs)`` runs after each step (logs: one
+    to each SAE. A spec is a dict with "kind", "d_sae", "k", optional "lr", "optimizer", "seed",
+    "dtype" and the kind's hyperparameters. ``callback(step, saes, logs)`` runs after each step (logs: one
     dict per SAE with loss, mse, aux, l0, lr, fvu; plus dead_frac on logging steps: latents
     silent for the SAE's dead window, or the run's default one for kinds without AuxK).
 
     checkpoint_seconds: also checkpoint when this long has passed since the last one.
     max_fvu: stop with `TrainingDiverged` when an SAE's batch FVU stays above this after the
-    warm-up (None: never)."""
+    warm-up (None: never). decay_frac applies to "adam" only: the schedule-free optimizers
+    warm up and then hold the lr. The SAEs returned hold the weights the optimizer evaluates
+    at (the schedule-free average); ``callback`` sees the training point."""
     if not specs:
         raise ValueError("train_saes needs at least one spec")
     rank, world = _dist()
@@ -175,16 +175,19 @@ def train_saes(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     window = default_dead_tokens(tokens, batch_size)
     built = [_build(s, stream.d_in, seed, dtype, hook, model_name, window) for s in specs]
-    saes = [build_sae(cfg).to(dev) for cfg, _ in built]
-    lrs = [lr for _, lr in built]
+    saes = [build_sae(cfg).to(dev) for cfg, _, _ in built]
+    names = [name for _, name, _ in built]
+    lrs = [lr for _, _, lr in built]
     opts = [
-        torch.optim.Adam(sae.parameters(), lr=lr, betas=tcfg.betas, eps=tcfg.eps)
-        for sae, lr in zip(saes, lrs, strict=True)
+        make_optimizer(name, sae.parameters(), lr, betas=tcfg.betas, eps=tcfg.eps)
+        for sae, name, lr in zip(saes, names, lrs, strict=True)
     ]
+    decays = [0.0 if schedule_free(name) else tcfg.decay_frac for name in names]
     n_steps = tcfg.n_steps
     warmup = tcfg.warmup_steps if tcfg.warmup_steps is not None else max(1, n_steps // 100)
     train_meta = {key: v for key, v in tcfg.to_dict().items() if key != "checkpoint_every"}
-    meta = {"train": train_meta, "saes": [cfg.to_dict() for cfg, _ in built], "lrs": lrs}
+    meta = {"train": train_meta, "saes": [cfg.to_dict() for cfg, _, _ in built],
+            "optimizers": names, "lrs": lrs}  # fmt: skip
     ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     start = 0
     if ckpt is not None and resume and ckpt.exists():
@@ -218,12 +221,12 @@ def train_saes(
             sample = _gather_rows(x) if world > 1 else x
             for sae in saes:
                 sae.init_from_sample(sample, tcfg.b_dec_init)
-        scale = lr_scale(step, n_steps, warmup, tcfg.decay_frac)
         log_now = bar is not None and (step % 10 == 0 or step == n_steps - 1)
         logs = [
-            _step(sae, opt, x, lr * scale, step, world, log_now or callback is not None, window)
-            for sae, opt, lr in zip(saes, opts, lrs, strict=True)
-        ]
+            _step(sae, opt, x, lr * lr_scale(step, n_steps, warmup, decay), step, world,
+                  log_now or callback is not None, window)
+            for sae, opt, lr, decay in zip(saes, opts, lrs, decays, strict=True)
+        ]  # fmt: skip
         fvus = [lg["fvu"] for lg in logs] if world == 1 else _max_over_ranks(logs)
         for sae, guard, fvu, lr in zip(saes, guards, fvus, lrs, strict=True):
             guard.check(step, fvu, sae.kind, lr)
@@ -255,7 +258,9 @@ def train_saes(
         bar.close()
     if ckpt is not None and start < n_steps:
         _save_checkpoint(ckpt, meta, saes, opts, n_steps, rank)
-    for sae in saes:
+    for sae, opt in zip(saes, opts, strict=True):
+        finish(opt)
+        sae.normalize_decoder()  # an average of unit rows is shorter than one
         sae.eval()
     return saes
 

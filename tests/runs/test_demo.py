@@ -63,9 +63,11 @@ def test_store_holds_saes_features_circuit_attributions_complexity(demo_runs) ->
         assert saes[col].notna().all(), col
     assert (saes["fvu"] >= 0).all() and (saes["dead_frac"].between(0, 1)).all()
     size = RECIPES[task].SIZES["quick"]
-    # TopK fires exactly k latents per token; BatchTopK k on average over the batch.
+    # TopK fires at most k latents per token (ReLU after the top-k zeroes a negative one,
+    # which a trained SAE rarely keeps); BatchTopK k on average over the batch.
     topk = saes.set_index("kind").loc[["topk"]]
-    assert topk["l0"].to_numpy() == pytest.approx(size.k, abs=1e-6)
+    l0 = topk["l0"].to_numpy()
+    assert (l0 <= size.k + 1e-6).all() and (l0 >= 0.9 * size.k).all(), l0
     assert (saes["d_sae"] == size.d_sae).all()
     # The recorded paths let the app's prompt view find the model and SAE.
     cfg = json.loads(topk["config"].iloc[0])

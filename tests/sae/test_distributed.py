@@ -1,4 +1,8 @@
-"""Two gloo processes on CPU give the weights of one process on the concatenated batches."""
+"""Two gloo processes on CPU give the weights of one process on the concatenated batches.
+
+Adam, not the default Signum: a sign step turns the float noise of a different reduction
+order into a full step wherever a gradient is near zero, so only an optimizer that is smooth
+in its gradient can agree with one process "up to float noise"."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import torch.multiprocessing as mp
 
 from featlab.sae import train_sae
 
-KW = dict(d_sae=32, k=3, tokens=16 * 64, batch_size=64, progress=False, seed=2, dead_tokens=256)
+KW = dict(d_sae=32, k=3, tokens=16 * 64, batch_size=64, progress=False, seed=2, dead_tokens=256,
+          optimizer="adam")  # fmt: skip
 
 
 def _data() -> torch.Tensor:

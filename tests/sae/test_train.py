@@ -106,8 +106,11 @@ def test_accepts_tensor_3d_iterator_and_source():
 
 
 def test_default_lr_and_schedule():
-    assert math.isclose(default_lr(2**14), 2e-4)
-    assert math.isclose(default_lr(2**12), 4e-4)
+    assert math.isclose(default_lr(2**14), 4e-3)
+    assert math.isclose(default_lr(2**12), 8e-3)
+    assert math.isclose(default_lr(2**10), 1.6e-2)
+    assert default_lr(32) == default_lr(2**10)  # no larger below 1024 latents
+    assert math.isclose(default_lr(2**14, "signum"), 5e-3)  # sparsify's
     sae = train_sae(_data(), d_sae=64, k=2, tokens=256, batch_size=128, progress=False)
     assert sae.d_sae == 64
     scales = [lr_scale(s, 100, 10, 0.2) for s in range(100)]
