@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint browser clean
+.PHONY: install demo test lint browser bench-peers peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,5 +35,30 @@ test: $(STAMP) browser
 	$(BIN)/ruff check featlab tests experiments
 	$(BIN)/python -m pytest -q
 
+# The peers featlab is benchmarked against pin transformer-lens / transformers versions featlab
+# cannot share, so they get their own venv. It sees featlab's packages through a .pth file
+# (site.addsitedir, so featlab's editable install resolves too) and adds only the peers and
+# the few pure-python packages they import, with --no-deps, so pip never replaces a shared one.
+PEERS := .venv-peers
+PEER_PACKAGES := eai-sparsify==1.3.3 sae-dashboard==0.8.0 natsort==8.4.0 \
+  dataclasses-json==0.6.7 'marshmallow>=3.18,<4' typing-inspect==0.9.0 mypy-extensions==1.2.0 \
+  eindex-callum==0.1.2 decode-clt==0.0.1
+PEERS_STAMP := $(PEERS)/.installed
+
+$(PEERS_STAMP): $(STAMP) Makefile
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	peer_site=$$($(PEERS)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	echo "import site; site.addsitedir('$$site')" > $$peer_site/featlab-venv.pth
+	$(PEERS)/bin/pip install -q --no-deps $(PEER_PACKAGES)
+	$(PEERS)/bin/python -c 'import featlab, sparsify, sae_dashboard, schedulefree'
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
+	OMP_NUM_THREADS=1 $(PEERS)/bin/python experiments/bench_vs_sparsify.py
+	OMP_NUM_THREADS=1 $(PEERS)/bin/python experiments/bench_vs_saedashboard.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache

@@ -1,11 +1,12 @@
 """Train one SAE (`train_sae`) or several on one activation stream (`train_saes`).
 
-Each SAE has its own optimizer (`featlab.sae.optim`: schedule-free Signum by default, or Adam
-with linear warm-up and a linear decay to 0 over the last ``decay_frac`` of the steps) and its
-own learning rate (default: the optimizer's, scaled by 1 / sqrt(d_sae)). After every backward the decoder gradient's component along each row is
-removed and, after every step, the rows are renormalised. Checkpoints hold the SAEs (with their
-statistics buffers), the optimizer states and the step; the learning rate and the data order are
-functions of the step, so a resumed run ends bit-identical to an uninterrupted one on CPU.
+Each SAE has its own optimizer (`featlab.sae.optim`: Adam by default, with linear warm-up and
+a linear decay to 0 over the last ``decay_frac`` of the steps, or schedule-free Signum / AdamW)
+and its own learning rate (default: the optimizer's, scaled by 1 / sqrt(d_sae)). After every
+backward the decoder gradient's component along each row is removed and, after every step,
+the rows are renormalised. Checkpoints hold the SAEs (with their statistics buffers), the
+optimizer states and the step; the learning rate and the data order are functions of the
+step, so a resumed run ends bit-identical to an uninterrupted one on CPU.
 Inside `featlab._interrupt.stop_on_signals` a SIGINT / SIGTERM stops training at the next
 step after a checkpoint (`featlab.errors.Interrupted`); a run whose batch FVU stays far
 above 1 stops with `featlab.errors.TrainingDiverged` (`featlab.sae.divergence`).
@@ -78,11 +79,11 @@ def train_sae(
     acts: a tensor ``[n, d_in]`` (or ``[n, pos, d_in]``), an iterator of ``[batch, d_in]``
     tensors, or an activation source (``.batches(batch_size, seed)``, ``.d_in``,
     ``.hook_name``). k: active latents per token (mean for BatchTopK / Feature Choice, pursuit
-    steps for Matching Pursuit; ignored by "relu"). optimizer: "signum", "adam" or "adam_sf"
-    (`featlab.sae.optim`); lr: None for the optimizer's default at this width. checkpoint_every: steps between atomic
-    checkpoints in ``checkpoint_dir`` (resumed from when ``resume``). Other keywords: the
-    trainer's (hook_name, model_name, dtype, warmup_steps, decay_frac, b_dec_init,
-    checkpoint_seconds, max_fvu, callback; see `train_saes`) and the kind's hyperparameters
+    steps for Matching Pursuit; ignored by "relu"). optimizer: "adam", "signum" or "adam_sf"
+    (`featlab.sae.optim`); lr: None for the optimizer's default at this width.
+    checkpoint_every: steps between atomic checkpoints in ``checkpoint_dir`` (resumed from
+    when ``resume``). Other keywords: the trainer's (hook_name, model_name, dtype,
+    warmup_steps, decay_frac, b_dec_init, checkpoint_seconds, max_fvu, callback; see `train_saes`) and the kind's hyperparameters
     (e.g. ``aux_coef``, ``dead_tokens`` for TopK; a ``dead_tokens`` left at None becomes
     `featlab.sae.config.default_dead_tokens` of this run and is stored in the SAE's config);
     an unknown keyword raises a TypeError listing the valid ones.
@@ -154,9 +155,9 @@ def train_saes(
 ) -> list[SparseAutoencoder]:
     """Train one SAE per spec on a single pass over ``acts``: every batch is drawn once and fed
     to each SAE. A spec is a dict with "kind", "d_sae", "k", optional "lr", "optimizer", "seed",
-    "dtype" and the kind's hyperparameters. ``callback(step, saes, logs)`` runs after each step (logs: one
-    dict per SAE with loss, mse, aux, l0, lr, fvu; plus dead_frac on logging steps: latents
-    silent for the SAE's dead window, or the run's default one for kinds without AuxK).
+    "dtype" and the kind's hyperparameters. ``callback(step, saes, logs)`` runs after each step
+    (logs: one dict per SAE with loss, mse, aux, l0, lr, fvu; plus dead_frac on logging steps:
+    latents silent for the SAE's dead window, or the run's default one for kinds without AuxK).
 
     checkpoint_seconds: also checkpoint when this long has passed since the last one.
     max_fvu: stop with `TrainingDiverged` when an SAE's batch FVU stays above this after the
