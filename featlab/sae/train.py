@@ -83,8 +83,8 @@ def train_sae(
     (`featlab.sae.optim`); lr: None for the optimizer's default at this width.
     checkpoint_every: steps between atomic checkpoints in ``checkpoint_dir`` (resumed from
     when ``resume``). Other keywords: the trainer's (hook_name, model_name, dtype,
-    warmup_steps, decay_frac, b_dec_init, checkpoint_seconds, max_fvu, callback; see `train_saes`) and the kind's hyperparameters
-    (e.g. ``aux_coef``, ``dead_tokens`` for TopK; a ``dead_tokens`` left at None becomes
+    warmup_steps, decay_frac, b_dec_init, checkpoint_seconds, max_fvu, callback; see
+    `train_saes`) and the kind's hyperparameters (e.g. ``aux_coef``, ``dead_tokens`` for TopK; a ``dead_tokens`` left at None becomes
     `featlab.sae.config.default_dead_tokens` of this run and is stored in the SAE's config);
     an unknown keyword raises a TypeError listing the valid ones.
     """
