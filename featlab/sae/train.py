@@ -84,8 +84,9 @@ def train_sae(
     checkpoint_every: steps between atomic checkpoints in ``checkpoint_dir`` (resumed from
     when ``resume``). Other keywords: the trainer's (hook_name, model_name, dtype,
     warmup_steps, decay_frac, b_dec_init, checkpoint_seconds, max_fvu, callback; see
-    `train_saes`) and the kind's hyperparameters (e.g. ``aux_coef``, ``dead_tokens`` for TopK; a ``dead_tokens`` left at None becomes
-    `featlab.sae.config.default_dead_tokens` of this run and is stored in the SAE's config);
+    `train_saes`) and the kind's hyperparameters (e.g. ``aux_coef``, ``dead_tokens`` for
+    TopK; a ``dead_tokens`` left at None becomes `featlab.sae.config.default_dead_tokens` of
+    this run and is stored in the SAE's config);
     an unknown keyword raises a TypeError listing the valid ones.
     """
     trainer_kw = {key: kwargs.pop(key) for key in list(kwargs) if key in _TRAIN_KEYS}
