@@ -26,6 +26,7 @@ from typing import Any
 
 from featlab.errors import UserError
 from featlab.runs.options import check_options, coerce_fields, option, result_settings
+from featlab.sae.config import DEFAULT_OPTIMIZER, OPTIMIZERS
 from featlab.runs.text_input import (
     context_size_field,
     dataset_field,
@@ -58,7 +59,11 @@ class SAERunConfig:
     context_size: int = context_size_field()
     prepend_bos: bool = prepend_bos_field()
     batch_size: int = option(1024, "SAE training batch (activation rows).", gt=0)
-    lr: float | None = option(None, "Learning rate (default 2e-4 / sqrt(width / 2^14)).", gt=0)
+    optimizer: str = option(DEFAULT_OPTIMIZER, "adam (warm-up, linear decay), signum "
+                            "(schedule-free sign descent, as sparsify) or adam_sf "
+                            "(schedule-free AdamW).", choices=OPTIMIZERS)
+    lr: float | None = option(None, "Learning rate (default: the optimizer's, e.g. Adam "
+                              "4e-3 / sqrt(max(width, 1024) / 2^14)).", gt=0)
     seed: int = option(0, "Seed for data order, init and training.", ge=0)
     n_eval_seqs: int = option(128, "Held-out sequences for the metrics.", gt=0)
     model_batch_size: int = option(64, "Sequences per model forward pass.", gt=0,
@@ -235,8 +240,8 @@ def train_sae_run(config: SAERunConfig) -> SAERun:
     with stop_on_signals(), checkpoint_errors():
         sae = train_sae(
             src, kind=config.kind, d_sae=d_sae, k=config.k, tokens=config.tokens,
-            batch_size=config.batch_size, lr=config.lr, seed=config.seed,
-            checkpoint_dir=out / CHECKPOINTS, checkpoint_every=config.checkpoint_every,
+            batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+            seed=config.seed, checkpoint_dir=out / CHECKPOINTS, checkpoint_every=config.checkpoint_every,
             checkpoint_seconds=config.checkpoint_seconds, progress=config.progress,
             hook_name=config.hook, model_name=str(config.model),
             context_size=int(train_toks.shape[-1]), **_data_record(config, info, model),

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
+# the optimizers of `featlab.sae.optim`, here so the CLI can offer them without importing torch
+OPTIMIZERS = ("adam", "signum", "adam_sf")
+# Adam, not sign descent: a sign step turns the float noise of a different summation order
+# (another CPU, another rank count) into a full step wherever a gradient is near zero, so
+# Signum runs do not agree across machines even to float noise
+DEFAULT_OPTIMIZER = "adam"
 
 # Gao et al. (2024) call a latent dead after 10M tokens without firing. CPU-sized runs see
 # 60k-1M tokens in all, so a fixed 10M (or the former 1M) never flags one and AuxK never

@@ -22,11 +22,8 @@ from typing import Any
 
 import torch
 
-OPTIMIZERS = ("adam", "signum", "adam_sf")
-# Adam, not sign descent, by default: a sign step turns the float noise of a different
-# summation order (another CPU, another rank count) into a full step wherever a gradient is
-# near zero, so Signum runs do not agree across machines even to float noise
-DEFAULT_OPTIMIZER = "adam"
+from featlab.sae.config import DEFAULT_OPTIMIZER, OPTIMIZERS
+
 # learning rate at 2**14 latents (signum: sparsify's); each scales it by 1 / sqrt(width)
 _BASE_LR = {"adam": 4e-3, "signum": 5e-3, "adam_sf": 2e-3}
 _REFERENCE_WIDTH = 2**14

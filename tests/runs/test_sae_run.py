@@ -109,3 +109,15 @@ def test_model_without_task_needs_a_tokens_file(featlab, tmp_path) -> None:
     model = save_tiny_model(tmp_path / "m", task=False)
     res = featlab("train-sae", "--model", model, "--hook", HOOK, "--out", tmp_path / "s")
     assert res.code == 2 and "--tokens-file" in res.err
+
+
+def test_optimizer_flag_trains_with_it_and_names_the_choices(featlab, tiny_model,
+                                                             tmp_path) -> None:
+    args = ["train-sae", "--model", tiny_model, "--hook", HOOK, "--width", "32", "--k", "4",
+            "--tokens", "2048", "--batch-size", "256", "--no-progress"]
+    res = featlab(*args, "--optimizer", "signum", "--out", tmp_path / "s")
+    assert res.code == 0, res.err
+    assert json.loads((tmp_path / "s" / "run.json").read_text())["settings"]["optimizer"] == "signum"
+    bad = featlab(*args, "--optimizer", "sgd", "--out", tmp_path / "b")
+    assert bad.code == 2 and "--optimizer" in bad.err and "adam_sf" in bad.err
+    assert "Traceback" not in bad.err and not (tmp_path / "b" / "sae").exists()
