@@ -62,9 +62,9 @@ def train_arm(arm: str, x: torch.Tensor, width: int, k: int, size: dict, seed: i
         seconds, sae = train_sparsify(_batches(x, batch), x.shape[1], width, k, steps, seed)
         return seconds, lambda xe: sae(xe).sae_out, sae.W_dec
     from featlab.sae import train_sae
-    from featlab.sae.optim import default_lr
 
-    old = {} if arm == "featlab" else dict(optimizer="adam", lr=default_lr(width, "adam"))
+    # featlab 0.1's default: Adam at Gao et al.'s 2e-4 / sqrt(d_sae / 2**14), same schedule
+    old = {} if arm == "featlab" else dict(optimizer="adam", lr=2e-4 / (width / 2**14) ** 0.5)
     t0 = time.perf_counter()
     sae = train_sae(_batches(x, batch), kind="topk", d_sae=width, k=k, tokens=steps * batch,
                     batch_size=batch, seed=seed, progress=False, **old)  # fmt: skip
