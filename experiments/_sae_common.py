@@ -50,3 +50,9 @@ def seed_summary(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFra
                 row[c], row[f"{c}_ci"] = m, (hi - lo) / 2
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def gao_lr(d_sae: int) -> float:
+    """featlab 0.1's default Adam lr, Gao et al.'s 2e-4 / sqrt(d_sae / 2**14): the experiments
+    documented before the sae_frontier sweep raised the default pin it, so they reproduce."""
+    return 2e-4 / (d_sae / 2**14) ** 0.5

@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import claim_row, claims_table, mean_ci  # noqa: E402
 from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
+from _sae_common import gao_lr  # noqa: E402
 
 NAME = "auxk_revival"
 SIZES: dict[str, dict[str, Any]] = {
@@ -121,11 +122,11 @@ def run_one(data_name: str, size: dict[str, Any], seed: int) -> tuple[list[dict]
 
     t0 = time.perf_counter()
     if data_name == "rank8":
-        d_sae, k, lr = size["d_sae"], size["k"], None
+        d_sae, k, lr = size["d_sae"], size["k"], gao_lr(size["d_sae"])
     elif data_name == "superposition":
         d_sae, k, lr = size["sp_d_sae"], size["k"], size["sp_lr"]
     else:
-        d_sae, k, lr = size["mqar"]["d_sae"], size["mqar"]["k"], None
+        d_sae, k, lr = size["mqar"]["d_sae"], size["mqar"]["k"], gao_lr(size["mqar"]["d_sae"])
     saes = train_saes(
         x, [dict(kind=kind, d_sae=d_sae, k=k, lr=lr, **hp) for kind, _, hp in arms],
         tokens=size["tokens"], batch_size=size["batch_size"], seed=seed, progress=False,

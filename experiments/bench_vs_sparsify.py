@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import mean_ci  # noqa: E402
 from _peers import require, train_sparsify  # noqa: E402
 from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
+from _sae_common import gao_lr  # noqa: E402
 
 NAME = "bench_vs_sparsify"
 SIZES: dict[str, dict[str, Any]] = {
@@ -63,8 +64,7 @@ def train_arm(arm: str, x: torch.Tensor, width: int, k: int, size: dict, seed: i
         return seconds, lambda xe: sae(xe).sae_out, sae.W_dec
     from featlab.sae import train_sae
 
-    # featlab 0.1's default: Adam at Gao et al.'s 2e-4 / sqrt(d_sae / 2**14), same schedule
-    old = {} if arm == "featlab" else dict(optimizer="adam", lr=2e-4 / (width / 2**14) ** 0.5)
+    old = {} if arm == "featlab" else dict(optimizer="adam", lr=gao_lr(width))
     t0 = time.perf_counter()
     sae = train_sae(_batches(x, batch), kind="topk", d_sae=width, k=k, tokens=steps * batch,
                     batch_size=batch, seed=seed, progress=False, **old)  # fmt: skip

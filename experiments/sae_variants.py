@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sae_common import seed_summary, write_figure, write_table  # noqa: E402
+from _sae_common import gao_lr, seed_summary, write_figure, write_table  # noqa: E402
 
 KINDS = ("relu", "topk", "batchtopk", "feature_choice", "matching_pursuit")
 # ReLU has no k: its sparsity is set by the L1 coefficient; these give L0s in the range of
@@ -49,6 +49,8 @@ SIZES: dict[str, dict[str, Any]] = {
                    num_kv_pairs=4, n_train=20_000, steps=1_500, batch_size=64, lr=3e-3),
         model_out="runs/sae_variants_model", model_batch=512,
         model_d_sae=512, model_k=8, model_tokens=60_000, model_eval_seqs=128,
+        # featlab 0.1's default lr, at which docs/sae_pipeline.md's numbers were measured
+        model_lr=gao_lr(512),
     ),
     "quick": dict(
         sp=dict(n_features=32, d=8, l0=2.0, l0_dispersion=1.0), sp_d_sae=32, sp_ks=(2, 3),
@@ -58,7 +60,7 @@ SIZES: dict[str, dict[str, Any]] = {
         model=dict(layers=("gdn", "attn"), d_model=16, seq_len=32, vocab_size=32,
                    n_train=64, n_test=16, steps=3, batch_size=8),
         model_out=None, model_batch=256, model_d_sae=32, model_k=4, model_tokens=2_048,
-        model_eval_seqs=8,
+        model_eval_seqs=8, model_lr=gao_lr(32),
     ),
 }  # fmt: skip
 
@@ -220,7 +222,8 @@ def run_model(s: dict, seed: int, case: tuple) -> list[dict[str, Any]]:
         # A fresh source per kind: every kind pays for the model forward passes it needs.
         src = ActivationSource(model, hook, train_toks, seed=seed, buffer_size=16_384)
         sae, sps, cpu = _train(src, kind, s["model_d_sae"], s["model_k"], s["model_tokens"],
-                               s["model_batch"], seed, hook_name=hook)  # fmt: skip
+                               s["model_batch"], seed, hook_name=hook,
+                               lr=s["model_lr"])  # fmt: skip
         m = evaluate(sae, x_eval, model=model, tokens=eval_toks)
         query = ce_loss_recovered(model, sae, eval_toks, labels=held_out.labels)
         row = _row(seed, MODEL, kind, s["model_k"], sae, m, sps, cpu)
