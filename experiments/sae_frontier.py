@@ -159,7 +159,7 @@ def figure(cells: pd.DataFrame) -> Any:
     df = cells.assign(arm=cells["library"] + " " + cells["optimizer"],
                       cell=cells["kind"] + " k" + cells["k"].astype(str))  # fmt: skip
     fig = px.line(df.sort_values("lr"), x="lr", y="fvu", color="arm", line_dash="data",
-                  facet_col="cell", facet_row="d_sae", markers=True, log_x=True,
+                  facet_col="cell", facet_row="d_sae", markers=True, log_x=True, log_y=True,
                   hover_data=["lr_mult", "mmcs", "live_frac"],
                   title="Held-out FVU against learning rate, per optimizer")  # fmt: skip
     return fig
