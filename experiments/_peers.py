@@ -19,6 +19,7 @@ feeding the activations directly removes the model, not a step of the SAE's trai
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import time
@@ -28,6 +29,11 @@ from typing import Any
 import torch
 
 PEERS_HINT = "run `make bench-peers` and use .venv-peers/bin/python"
+
+
+def installed(module: str) -> bool:
+    """Whether a peer library can be imported here (without importing it)."""
+    return importlib.util.find_spec(module) is not None
 
 
 def require(module: str) -> Any:

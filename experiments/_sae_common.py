@@ -7,10 +7,12 @@ sees half a table.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from featlab._atomic import atomic_path
 from featlab._tables import markdown_table
@@ -56,3 +58,13 @@ def gao_lr(d_sae: int) -> float:
     """featlab 0.1's default Adam lr, Gao et al.'s 2e-4 / sqrt(d_sae / 2**14): the experiments
     documented before the sae_frontier sweep raised the default pin it, so they reproduce."""
     return 2e-4 / (d_sae / 2**14) ** 0.5
+
+
+def endless_batches(x: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
+    """Consecutive ``batch``-row slices of ``x``, cycling forever: the same order for every
+    library a benchmark trains side by side."""
+    n = len(x) // batch
+    i = 0
+    while True:
+        yield x[(i % n) * batch : (i % n + 1) * batch]
+        i += 1

@@ -23,7 +23,6 @@ import argparse
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sae_common import write_figure, write_table  # noqa: E402
+from _sae_common import endless_batches, write_figure, write_table  # noqa: E402
 
 SIZES = {
     "full": dict(d_in=64, d_sae=1024, k=8, batch=1024, steps=60, n_features=2048, l0=8.0,
@@ -39,14 +38,6 @@ SIZES = {
     "quick": dict(d_in=16, d_sae=64, k=4, batch=128, steps=4, n_features=96, l0=3.0,
                   repeats=1, lr=1e-3, n_eval=512),
 }  # fmt: skip
-
-
-def _batches(x: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
-    """The same endless batch order for both libraries."""
-    i, n = 0, len(x) // batch
-    while True:
-        yield x[(i % n) * batch : (i % n + 1) * batch]
-        i += 1
 
 
 def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
@@ -59,7 +50,7 @@ def run_featlab(kind: str, x: torch.Tensor, s: dict, seed: int) -> tuple[float, 
 
     t0 = time.perf_counter()
     sae = train_sae(
-        _batches(x, s["batch"]), kind=kind, d_sae=s["d_sae"], k=s["k"],
+        endless_batches(x, s["batch"]), kind=kind, d_sae=s["d_sae"], k=s["k"],
         tokens=s["steps"] * s["batch"], batch_size=s["batch"], lr=s["lr"], seed=seed,
         progress=False, warmup_steps=1, decay_frac=0.0,
     )  # fmt: skip
@@ -90,7 +81,7 @@ def run_saelens(kind: str, x: torch.Tensor, s: dict, seed: int) -> tuple[float, 
         total_training_samples=s["steps"] * s["batch"], train_batch_size_samples=s["batch"],
         lr=s["lr"], lr_end=s["lr"], lr_scheduler_name="constant", device="cpu",
     )  # fmt: skip
-    trainer = SAETrainer(trainer_cfg, sae, _batches(x, s["batch"]))
+    trainer = SAETrainer(trainer_cfg, sae, endless_batches(x, s["batch"]))
     t0 = time.perf_counter()
     import contextlib
     import io

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import mean_ci  # noqa: E402
 from _peers import require, train_sparsify  # noqa: E402
 from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
-from _sae_common import gao_lr  # noqa: E402
+from _sae_common import endless_batches, gao_lr  # noqa: E402
 
 NAME = "bench_vs_sparsify"
 SIZES: dict[str, dict[str, Any]] = {
@@ -48,25 +48,17 @@ def _flags(p: Any) -> None:
     p.add_argument("--steps", type=int, default=None)
 
 
-def _batches(x: torch.Tensor, batch: int) -> Any:
-    n = len(x) // batch
-    i = 0
-    while True:
-        yield x[(i % n) * batch : (i % n + 1) * batch]
-        i += 1
-
-
 def train_arm(arm: str, x: torch.Tensor, width: int, k: int, size: dict, seed: int) -> tuple:
     """(seconds, reconstruct, W_dec) of one arm."""
     steps, batch = size["steps"], size["batch"]
     if arm == "sparsify":
-        seconds, sae = train_sparsify(_batches(x, batch), x.shape[1], width, k, steps, seed)
+        seconds, sae = train_sparsify(endless_batches(x, batch), x.shape[1], width, k, steps, seed)
         return seconds, lambda xe: sae(xe).sae_out, sae.W_dec
     from featlab.sae import train_sae
 
     old = {} if arm == "featlab" else dict(optimizer="adam", lr=gao_lr(width))
     t0 = time.perf_counter()
-    sae = train_sae(_batches(x, batch), kind="topk", d_sae=width, k=k, tokens=steps * batch,
+    sae = train_sae(endless_batches(x, batch), kind="topk", d_sae=width, k=k, tokens=steps * batch,
                     batch_size=batch, seed=seed, progress=False, **old)  # fmt: skip
     return time.perf_counter() - t0, lambda xe: sae(xe).x_hat, sae.W_dec
 

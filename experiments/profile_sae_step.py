@@ -15,7 +15,6 @@ first batch) is spread over its steps, under bookkeeping.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peers import installed  # noqa: E402
 from _probe_common import parse_args, print_tables, write_outputs  # noqa: E402
+from _sae_common import endless_batches  # noqa: E402
 
 NAME = "profile_sae_step"
 SIZES = {
@@ -54,23 +55,15 @@ def phase_of(name: str) -> str:
     return "bookkeeping"
 
 
-def _batches(x: torch.Tensor, batch: int) -> Any:
-    n = len(x) // batch
-    i = 0
-    while True:
-        yield x[(i % n) * batch : (i % n + 1) * batch]
-        i += 1
-
-
 def _train(library: str, x: torch.Tensor, width: int, size: dict, steps: int) -> None:
     if library == "sparsify":
         from _peers import train_sparsify
 
-        train_sparsify(_batches(x, size["batch"]), x.shape[1], width, size["k"], steps, 0)
+        train_sparsify(endless_batches(x, size["batch"]), x.shape[1], width, size["k"], steps, 0)
         return
     from featlab.sae import train_sae
 
-    train_sae(_batches(x, size["batch"]), kind="topk", d_sae=width, k=size["k"],
+    train_sae(endless_batches(x, size["batch"]), kind="topk", d_sae=width, k=size["k"],
               tokens=steps * size["batch"], batch_size=size["batch"], progress=False)  # fmt: skip
 
 
@@ -95,7 +88,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         size["steps"] = args.steps
     widths = [int(v) for v in (args.widths or size["widths"]).split(",")]
     libraries = ["featlab"]
-    if importlib.util.find_spec("sparsify") is not None:
+    if installed("sparsify"):
         libraries.append("sparsify")
     else:
         print(f"{NAME}: sparsify is not installed, so its rows are skipped (make bench-peers)",

@@ -29,7 +29,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peers import installed, sparsify_lr  # noqa: E402
 from _probe_common import parse_args, print_tables, write_outputs  # noqa: E402
+from _sae_common import endless_batches  # noqa: E402
 
 NAME = "sae_frontier"
 MQAR_MODEL, MQAR_HOOK = "runs/sae_variants_model", "blocks.0.hook_resid_post"
@@ -76,14 +78,6 @@ def arms(mults: list[float]) -> list[tuple[str, float]]:
     return out + [(opt, m) for opt in ("signum", "adam_sf") for m in mults]
 
 
-def _batches(x: torch.Tensor, batch: int) -> Any:
-    n = len(x) // batch
-    i = 0
-    while True:
-        yield x[(i % n) * batch : (i % n + 1) * batch]
-        i += 1
-
-
 def _scores(x_eval: torch.Tensor, x_hat: torch.Tensor, W_dec: torch.Tensor, feats: Any) -> dict:
     from featlab.sae.metrics import mmcs
 
@@ -104,7 +98,7 @@ def run_cell(data: str, kind: str, width: int, k: int, size: dict, seed: int,
     grid = arms(mults)
     specs = [dict(kind=kind, d_sae=width, k=k, optimizer=opt, lr=m * default_lr(width, opt))
              for opt, m in grid]  # fmt: skip
-    saes = train_saes(_batches(x, batch), specs, tokens=steps * batch, batch_size=batch,
+    saes = train_saes(endless_batches(x, batch), specs, tokens=steps * batch, batch_size=batch,
                       seed=seed, progress=False)  # fmt: skip
     base = dict(data=data, kind=kind, d_sae=width, k=k, seed=seed, steps=steps)
     rows = []
@@ -114,25 +108,19 @@ def run_cell(data: str, kind: str, width: int, k: int, size: dict, seed: int,
             rows.append({**base, "library": "featlab", "optimizer": opt, "lr_mult": m,
                          "lr": spec["lr"], "live_frac": float(fired),
                          **_scores(x_eval, sae(x_eval).x_hat, sae.W_dec, feats)})  # fmt: skip
-    if kind == "topk" and _has_sparsify():
+    if kind == "topk" and installed("sparsify"):
         from _peers import train_sparsify
 
-        _, sp = train_sparsify(_batches(x, batch), x.shape[1], width, k, steps, seed)
+        _, sp = train_sparsify(endless_batches(x, batch), x.shape[1], width, k, steps, seed)
         with torch.no_grad():
             out = sp(x_eval)
             live = torch.zeros(width, dtype=torch.bool)
             live[out.latent_indices[out.latent_acts > 0].unique()] = True
             rows.append({**base, "library": "sparsify", "optimizer": "signum", "lr_mult": 1.0,
-                         "lr": 5e-3 / (width / 2**14) ** 0.5,
+                         "lr": sparsify_lr(width),
                          "live_frac": float(live.float().mean()),
                          **_scores(x_eval, out.sae_out, sp.W_dec, feats)})  # fmt: skip
     return rows
-
-
-def _has_sparsify() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("sparsify") is not None
 
 
 def _done(cells: pd.DataFrame, key: dict) -> bool:
@@ -182,7 +170,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(f"{NAME}: no model in {MQAR_MODEL}, so the mqar cells are skipped "
               "(run experiments/sae_variants.py first)", file=sys.stderr)  # fmt: skip
         datas.remove("mqar")
-    if "topk" in kinds and not _has_sparsify():
+    if "topk" in kinds and not installed("sparsify"):
         print(f"{NAME}: sparsify is not installed, so its rows are skipped "
               "(make bench-peers, then run with .venv-peers/bin/python)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)

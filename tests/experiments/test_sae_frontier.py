@@ -36,7 +36,7 @@ def test_quick_sweep_writes_every_arm(tmp_path: Path, capsys: pytest.CaptureFixt
     best = pd.read_csv(tmp_path / "best.csv")
     assert set(best["optimizer"]) >= {"adam", "signum", "adam_sf"}
     assert (tmp_path / "sae_frontier.html").is_file()
-    if not mod._has_sparsify():
+    if not mod.installed("sparsify"):
         assert "sparsify is not installed" in capsys.readouterr().err
 
 
