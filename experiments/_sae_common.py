@@ -68,3 +68,10 @@ def endless_batches(x: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
     while True:
         yield x[(i % n) * batch : (i % n + 1) * batch]
         i += 1
+
+
+def heldout_fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over held-out rows, in float64: one
+    formula for every library a benchmark compares."""
+    x64, e = x.double(), (x - x_hat).double()
+    return float(e.pow(2).sum() / (x64 - x64.mean(0)).pow(2).sum())

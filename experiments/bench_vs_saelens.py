@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sae_common import endless_batches, write_figure, write_table  # noqa: E402
+from _sae_common import endless_batches, heldout_fvu, write_figure, write_table  # noqa: E402
 
 SIZES = {
     "full": dict(d_in=64, d_sae=1024, k=8, batch=1024, steps=60, n_features=2048, l0=8.0,
@@ -38,11 +38,6 @@ SIZES = {
     "quick": dict(d_in=16, d_sae=64, k=4, batch=128, steps=4, n_features=96, l0=3.0,
                   repeats=1, lr=1e-3, n_eval=512),
 }  # fmt: skip
-
-
-def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    x64, e = x.double(), (x - x_hat).double()
-    return float(e.pow(2).sum() / (x64 - x64.mean(0)).pow(2).sum())
 
 
 def run_featlab(kind: str, x: torch.Tensor, s: dict, seed: int) -> tuple[float, Any]:
@@ -115,7 +110,7 @@ def bench(s: dict, seed: int, profile: bool = False) -> pd.DataFrame:
                 secs, model = fn(kind if lib == "featlab" else sl_kind, x, s, seed)
                 best[lib] = min(best.get(lib, float("inf")), secs)
                 with torch.no_grad():
-                    fvus[lib] = fvu(x_eval, model(x_eval))
+                    fvus[lib] = heldout_fvu(x_eval, model(x_eval))
         samples = s["steps"] * s["batch"]
         for lib in ("featlab", "saelens"):
             rows.append({

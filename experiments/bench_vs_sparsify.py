@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import mean_ci  # noqa: E402
 from _peers import require, train_sparsify  # noqa: E402
 from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
-from _sae_common import endless_batches, gao_lr  # noqa: E402
+from _sae_common import endless_batches, gao_lr, heldout_fvu  # noqa: E402
 
 NAME = "bench_vs_sparsify"
 SIZES: dict[str, dict[str, Any]] = {
@@ -73,7 +73,6 @@ def bench(size: dict, widths: list[int], ks: list[int], seeds: list[int]) -> pd.
         data = make_superposition(n + size["n_eval"], n_features=size["n_features"],
                                   d=size["d_in"], l0=size["l0"], seed=seed)  # fmt: skip
         x, x_eval = data.acts[:n], data.acts[n:]
-        centred = (x_eval.double() - x_eval.double().mean(0)).pow(2).sum()
         for width in widths:
             for k in ks:
                 for arm in ARMS:  # untimed: first-call compilation and allocation
@@ -81,10 +80,9 @@ def bench(size: dict, widths: list[int], ks: list[int], seeds: list[int]) -> pd.
                 for arm in ARMS:
                     seconds, recon, W_dec = train_arm(arm, x, width, k, size, seed)
                     with torch.no_grad():
-                        err = (x_eval - recon(x_eval)).double().pow(2).sum()
                         rows.append(dict(arm=arm, d_sae=width, k=k, seed=seed,
                                          seconds=seconds, samples_per_s=n / seconds,
-                                         fvu=float(err / centred),
+                                         fvu=heldout_fvu(x_eval, recon(x_eval)),
                                          mmcs=mmcs(W_dec, data.features)))  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peers import installed, sparsify_lr  # noqa: E402
 from _probe_common import parse_args, print_tables, write_outputs  # noqa: E402
-from _sae_common import endless_batches  # noqa: E402
+from _sae_common import endless_batches, heldout_fvu  # noqa: E402
 
 NAME = "sae_frontier"
 MQAR_MODEL, MQAR_HOOK = "runs/sae_variants_model", "blocks.0.hook_resid_post"
@@ -81,8 +81,7 @@ def arms(mults: list[float]) -> list[tuple[str, float]]:
 def _scores(x_eval: torch.Tensor, x_hat: torch.Tensor, W_dec: torch.Tensor, feats: Any) -> dict:
     from featlab.sae.metrics import mmcs
 
-    e, c = (x_eval - x_hat).double(), x_eval.double() - x_eval.double().mean(0)
-    out = {"fvu": float(e.pow(2).sum() / c.pow(2).sum())}
+    out = {"fvu": heldout_fvu(x_eval, x_hat)}
     out["mmcs"] = mmcs(W_dec, feats) if feats is not None else float("nan")
     return out
 

@@ -26,13 +26,13 @@ from typing import Any
 
 from featlab.errors import UserError
 from featlab.runs.options import check_options, coerce_fields, option, result_settings
-from featlab.sae.config import DEFAULT_OPTIMIZER, OPTIMIZERS
 from featlab.runs.text_input import (
     context_size_field,
     dataset_field,
     prepend_bos_field,
     text_column_field,
 )
+from featlab.sae.config import DEFAULT_OPTIMIZER, OPTIMIZERS
 
 COMMAND = "train-sae"
 SAE_DIR, CHECKPOINTS, METRICS = "sae", "checkpoints", "metrics.json"

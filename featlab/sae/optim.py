@@ -1,12 +1,12 @@
 """The optimizers `train_saes` trains with, and the learning rate each defaults to.
 
 "adam" (the default): torch Adam under featlab's schedule (linear warm-up, linear decay to 0
-over the last ``decay_frac`` of the steps), default lr 4e-3 / sqrt(d_sae / 2**14): the width
-scaling Gao et al. (2024) fitted for TopK, at 20x their constant, which experiments/sae_frontier.py
-found best at the budgets featlab trains at (docs/sae_pipeline.md; Gao et al. fitted theirs
-to billions of tokens). "signum": sign descent (the steepest descent in the L-inf norm)
-made schedule-free (Defazio et al. 2024, `schedulefree.ScheduleFreeWrapper`, momentum 0.95),
-the optimizer EleutherAI's sparsify trains with. "adam_sf": schedule-free AdamW
+over the last ``decay_frac`` of the steps), default lr 4e-3 / sqrt(max(d_sae, 1024) / 2**14):
+the width scaling Gao et al. (2024) fitted for TopK, at 20x their constant, which
+experiments/sae_frontier.py found best at the budgets featlab trains at (docs/sae_pipeline.md;
+Gao et al. fitted theirs to billions of tokens). "signum": sign descent (the steepest descent
+in the L-inf norm) made schedule-free (Defazio et al. 2024, `schedulefree.ScheduleFreeWrapper`,
+momentum 0.95), the optimizer EleutherAI's sparsify trains with. "adam_sf": schedule-free AdamW
 (`schedulefree.AdamWScheduleFree`, no weight decay). The schedule-free ones keep only the
 warm-up and no decay: their iterate average already does what a decay does, so a run can stop
 at any step. They evaluate at the averaged weights, which `finish` swaps in at the end of a run
