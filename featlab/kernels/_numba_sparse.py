@@ -1,16 +1,25 @@
-"""CPU kernels of the sparse SAE step, compiled by numba: the per-latent segment sum and a
-row-wise top-k.
+"""CPU kernels of the sparse SAE step, compiled by numba: the per-latent segment sums, the
+gathered dot products and a row-wise top-k.
 
 - :func:`segment_sum`: ``out[j] = sum over entries e with cols[e] = j of w[e] * src[rows[e]]``,
   the gradient of W_enc / W_dec. A counting sort groups the entries by output row (in entry
   order), then each output row is reduced by one thread in that fixed order: deterministic,
   no atomics, no ``[nnz, d]`` intermediate. torch's sparse product (the reference) spends
-  most of its time coalescing.
-- :func:`topk_rows`: the k largest entries of each row (optionally among ``allowed``
-  columns), sorted descending, ties to the lower index. One pass per row keeping a sorted
-  k-list; a value enters only if it beats the current k-th, which after the first few hundred
-  entries is rare, so the pass tests the maximum of each block of 16 entries and looks inside
-  only when it beats the k-th. ``torch.topk`` on CPU is 1.5-4x slower (2x at 1024 latents).
+  most of its time coalescing. :func:`segment_outer` does the same straight from an SAE
+  step's ``[B, S]`` weights and indices, skipping zero weights, and writes W_enc's layout
+  (``[d, n]``) directly.
+- :func:`gather_dot`: ``out[b, s] = <grad[b], W[idx[b, s]]>``, the gradient of the sparse
+  code's values (torch's reference is embedding_bag's per-sample-weight backward).
+- :func:`topk_rows`: the k largest entries of each row, sorted descending, ties to the lower
+  index, and in the same visit of the row AuxK's top k_aux among a list of columns (the dead
+  latents, gathered into a contiguous row first: a -inf-masked scan of the whole row costs
+  2-4x more when few latents are dead). One pass per row keeping a sorted k-list; a value
+  enters only if it beats the current k-th, which after the first few hundred entries is
+  rare, so the pass compares the maximum of each block of 16 entries (computed vectorised up
+  front) and gathers, without a branch, the entries of the blocks that beat it. The first
+  chunk's k-th largest block maximum is a floor under the row's k-th largest entry, so the
+  k-list starts high. ``torch.topk`` on CPU is 1.5-4x slower (2x at 1024 latents). (Tried and
+  dropped: a heap for k = 32, slower than the sorted list.)
 
 Rows are independent (``prange``); like :mod:`featlab.kernels._numba_pursuit`, the kernels
 run on torch's OpenMP team, compile on first use and are cached on disk.
@@ -25,6 +34,7 @@ from numba import njit, prange
 
 _JIT = dict(nogil=True, cache=True, boundscheck=False)
 _BLOCK = 16  # entries topk_rows compares against the k-th at once
+_CHUNK_BLOCKS = 64  # blocks gathered from before their candidates enter the k-list
 
 
 @njit(**_JIT)
@@ -62,6 +72,79 @@ def segment_sum(rows: Any, cols: Any, w: Any, src: Any, out: Any) -> None:
                 o[f] += we * s[f]
 
 
+_LATENTS_PER_TASK = 64  # latents sharing one accumulator in segment_outer
+
+
+@njit(**_JIT, parallel=True)
+def segment_outer(
+    src: Any, w: Any, idx: Any, out: Any, transposed: bool, sums: Any, with_sum: bool
+) -> None:
+    """Per-latent weighted sums of rows of ``src [B, d]`` for ``w, idx [B, S]``: ``out
+    [n, d]`` (``[d, n]`` when ``transposed``; overwritten, zero for latents never indexed) and,
+    with ``with_sum``, ``sums [n]`` of the weights. Entries of weight 0 (unselected BatchTopK
+    candidates, ReLU zeros) are skipped. Each latent is reduced in entry order by one thread,
+    as `segment_sum`, straight from the ``[B, S]`` layout (no COO copies)."""
+    B, S = w.shape
+    d = src.shape[1]
+    n_out = sums.shape[0]
+    flat_w = w.reshape(-1)
+    flat_idx = idx.reshape(-1)
+    offsets = np.zeros(n_out + 1, np.int64)
+    for e in range(B * S):
+        if flat_w[e] != 0:
+            offsets[flat_idx[e] + 1] += 1
+    for j in range(n_out):
+        offsets[j + 1] += offsets[j]
+    fill = offsets[:-1].copy()
+    order = np.empty(offsets[n_out], np.int64)
+    for e in range(B * S):
+        if flat_w[e] != 0:
+            c = flat_idx[e]
+            order[fill[c]] = e
+            fill[c] += 1
+    n_tasks = (n_out + _LATENTS_PER_TASK - 1) // _LATENTS_PER_TASK
+    for t in prange(n_tasks):
+        j0 = t * _LATENTS_PER_TASK
+        j1 = min(n_out, j0 + _LATENTS_PER_TASK)
+        # a task's latents are accumulated together so that W_enc's [d, n] layout is written
+        # in runs of _LATENTS_PER_TASK rather than one strided entry at a time
+        acc = np.zeros((j1 - j0, d), out.dtype)
+        for j in range(j0, j1):
+            a = acc[j - j0]
+            total = 0.0
+            for p in range(offsets[j], offsets[j + 1]):
+                e = order[p]
+                we = flat_w[e]
+                row = src[e // S]
+                total += we
+                for f in range(d):
+                    a[f] += we * row[f]
+            if with_sum:
+                sums[j] = total
+        if transposed:
+            for f in range(d):
+                for j in range(j0, j1):
+                    out[f, j] = acc[j - j0, f]
+        else:
+            out[j0:j1] = acc
+
+
+@njit(**_JIT, parallel=True, fastmath={"reassoc", "contract"})
+def gather_dot(grad: Any, idx: Any, W: Any, out: Any) -> None:
+    """``out [B, S] = <grad[b], W[idx[b, s]]>`` for ``grad [B, d]``, ``W [n, d]``. The dot
+    products may be reassociated (vectorised); the compiled order is fixed, so deterministic."""
+    B, S = idx.shape
+    d = grad.shape[1]
+    for b in prange(B):
+        g = grad[b]
+        for s in range(S):
+            r = W[idx[b, s]]
+            acc = g[0] * r[0]
+            for f in range(1, d):
+                acc += g[f] * r[f]
+            out[b, s] = acc
+
+
 @njit(**_JIT, inline="always")
 def _push(v: Any, ix: Any, k: int, x: Any, f: int) -> None:
     """Insert ``(x, f)`` into the descending k-list ``v, ix`` (x beats ``v[k - 1]``); equal
@@ -75,53 +158,119 @@ def _push(v: Any, ix: Any, k: int, x: Any, f: int) -> None:
     ix[s] = f
 
 
-@njit(**_JIT, parallel=True)
-def topk_rows(pre: Any, k: int, allowed: Any, use_mask: bool, vals: Any, idx: Any) -> None:
-    """``vals, idx [N, k]``: the top ``k`` of each row of ``pre [N, F]`` (among columns with
-    ``allowed[f]`` when ``use_mask``), descending. Slots beyond the allowed count hold
-    ``-inf`` at the lowest unused columns (``torch.topk`` of a row masked with ``-inf`` also
-    returns ``-inf`` there, at unspecified columns)."""
-    n, width = pre.shape
-    for i in prange(n):
-        row = pre[i]
-        v = vals[i]
-        ix = idx[i]
+@njit(**_JIT, fastmath={"nnan", "reassoc"})
+def _block_maxima(row: Any, maxima: Any) -> None:
+    """``maxima[b]``: the maximum of the full block ``16 b .. 16 b + 15`` of ``row``. Max is
+    associative, so letting LLVM reassociate (which is what vectorises the reduction) changes
+    no result for NaN-free rows."""
+    for b in range(row.shape[0] // _BLOCK):
+        s = b * _BLOCK
+        top = row[s]
+        for j in range(1, _BLOCK):
+            top = max(top, row[s + j])
+        maxima[b] = top
+
+
+@njit(**_JIT, inline="always")
+def _row_topk(row: Any, k: int, v: Any, ix: Any, maxima: Any, cand_v: Any, cand_i: Any) -> None:
+    """``v, ix [k]``: the top ``k`` of ``row``, descending, ties to the lower index; slots
+    without a candidate hold ``-inf`` / ``-1``. Scratch: ``maxima`` of ``len(row) // 16``,
+    ``cand_v, cand_i`` of ``16 * _CHUNK_BLOCKS``."""
+    width = row.shape[0]
+    v[:] = -np.inf
+    ix[:] = -1
+    _block_maxima(row, maxima)
+    n_full = width // _BLOCK
+    # k blocks hold an entry at least as large as the k-th largest block maximum, so the row's
+    # k-th largest entry is no smaller: blocks below that floor hold none of the top k. The
+    # k-list over the first chunk's maxima finds one; about k of its blocks are left, whose
+    # entries at or above the floor are gathered without a branch, and only those go through
+    # the k-list. Later chunks gather above the running k-th, which has risen by then.
+    floor = -np.inf
+    first = min(n_full, _CHUNK_BLOCKS)
+    if first > k:
+        for b in range(first):
+            if maxima[b] > v[k - 1]:
+                _push(v, ix, k, maxima[b], b)
+        floor = v[k - 1]
         v[:] = -np.inf
         ix[:] = -1
-        thr = v[k - 1]
-        start = 0
-        while start + _BLOCK <= width:
-            # a block whose maximum does not beat the k-th is skipped whole: one compare per
-            # entry in a loop numba vectorises, where the entry-wise test branches
-            top = row[start]
-            for j in range(1, _BLOCK):
-                y = row[start + j]
-                top = y if y > top else top
-            if top > thr:
-                for f in range(start, start + _BLOCK):
+    thr = v[k - 1]
+    for c0 in range(0, n_full, _CHUNK_BLOCKS):
+        cut = max(floor, thr)
+        m = 0
+        for b in range(c0, min(n_full, c0 + _CHUNK_BLOCKS)):
+            if maxima[b] >= cut:
+                for f in range(b * _BLOCK, (b + 1) * _BLOCK):
                     x = row[f]
-                    if x > thr and (not use_mask or allowed[f]):
-                        _push(v, ix, k, x, f)
-                        thr = v[k - 1]
-            start += _BLOCK
-        for f in range(start, width):
-            x = row[f]
-            if x > thr and (not use_mask or allowed[f]):
-                _push(v, ix, k, x, f)
+                    cand_v[m] = x
+                    cand_i[m] = f
+                    m += x >= cut
+        for c in range(m):  # in column order, so ties keep the lower index
+            x = cand_v[c]
+            if x > thr:
+                _push(v, ix, k, x, cand_i[c])
                 thr = v[k - 1]
-        # fewer than k candidates: fill with the lowest unused columns at -inf
-        f = 0
-        for s in range(k):
-            if ix[s] >= 0:
-                continue
-            while True:
-                used = False
-                for q in range(k):
-                    if ix[q] == f:
-                        used = True
-                        break
-                if not used:
+    for f in range(n_full * _BLOCK, width):
+        x = row[f]
+        if x > thr:
+            _push(v, ix, k, x, f)
+            thr = v[k - 1]
+
+
+@njit(**_JIT, inline="always")
+def _fill_unused(ix: Any, k: int) -> None:
+    """Give slots without a candidate (``-1``) the lowest columns not already in ``ix``."""
+    f = 0
+    for s in range(k):
+        if ix[s] >= 0:
+            continue
+        while True:
+            used = False
+            for q in range(k):
+                if ix[q] == f:
+                    used = True
                     break
-                f += 1
-            ix[s] = f
+            if not used:
+                break
             f += 1
+        ix[s] = f
+        f += 1
+
+
+_ROWS_PER_TASK = 16  # rows sharing one scratch allocation
+
+
+@njit(**_JIT, parallel=True)
+def topk_rows(
+    pre: Any, k: int, vals: Any, idx: Any, cols: Any, k_aux: int, aux_vals: Any, aux_idx: Any
+) -> None:
+    """``vals, idx [N, k]``: the top ``k`` of each row of ``pre [N, F]``, descending; with
+    ``k_aux > 0`` also ``aux_vals, aux_idx [N, k_aux]``: the top ``k_aux`` among the columns
+    ``cols`` (ascending; AuxK's dead latents). Slots beyond the candidates hold ``-inf`` at the
+    lowest unused columns (``torch.topk`` of a row masked with ``-inf`` also returns ``-inf``
+    there, at unspecified columns)."""
+    n, width = pre.shape
+    n_cols = cols.shape[0]
+    n_tasks = (n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
+    for t in prange(n_tasks):
+        picked = np.empty(n_cols, pre.dtype)
+        span = max(width, n_cols)
+        maxima = np.empty(span // _BLOCK + 1, pre.dtype)
+        cand_v = np.empty(_CHUNK_BLOCKS * _BLOCK, pre.dtype)
+        cand_i = np.empty(_CHUNK_BLOCKS * _BLOCK, np.int64)
+        for i in range(t * _ROWS_PER_TASK, min(n, (t + 1) * _ROWS_PER_TASK)):
+            row = pre[i]
+            _row_topk(row, k, vals[i], idx[i], maxima, cand_v, cand_i)
+            _fill_unused(idx[i], k)
+            if k_aux == 0:
+                continue
+            for c in range(n_cols):  # the dead latents' entries, in column order
+                picked[c] = row[cols[c]]
+            v = aux_vals[i]
+            ix = aux_idx[i]
+            _row_topk(picked, k_aux, v, ix, maxima, cand_v, cand_i)
+            for s in range(k_aux):
+                if ix[s] >= 0:
+                    ix[s] = cols[ix[s]]
+            _fill_unused(ix, k_aux)

@@ -94,6 +94,15 @@ def gather_dot(
     if backend == "triton":
         return load_triton("_triton_sparse", W).gather_dot(grad, indices, W, transposed)
     acc = acc_dtype(grad, W)
+    if not transposed and cpu_kernels_for(grad, W) and indices.numel() > 0:
+        from featlab.kernels import _numba_sparse as nb
+
+        out = torch.empty(indices.shape, dtype=acc)
+        sync_numba_threads()
+        nb.gather_dot(grad.detach().to(acc).contiguous().numpy(),
+                      indices.to(torch.int64).contiguous().numpy(),
+                      W.detach().to(acc).contiguous().numpy(), out.numpy())  # fmt: skip
+        return out
     table = _vec(W, transposed).to(acc).contiguous()
     # embedding_bag's gradient w.r.t. its per-sample weights is exactly these dot products,
     # computed one (b, s) at a time without a [B, S, d] gather (3-6x faster on CPU than
@@ -170,7 +179,8 @@ def segment_outer(
     latents never indexed, and (``with_sum``) ``sums [n_latents]`` of the weights per latent.
 
     Triton: counting sort into segments, one program per block of latents, fixed order.
-    Torch: :func:`segment_sum` (the numba kernel on CPU, else a sparse product), which is
+    CPU with numba: :func:`featlab.kernels._numba_sparse.segment_outer`, the same from the
+    ``[B, S]`` layout. Torch: :func:`coo_segment_sum` (a sparse product), which is
     deterministic on CPU; on CUDA torch's sparse kernels use atomics, which is why the GPU
     path is the Triton one.
     """
@@ -180,6 +190,9 @@ def segment_outer(
         return mod.segment_outer(src, weights, seg, n_latents, transposed, out_dtype, with_sum)
     dt = acc_dtype(src, weights)
     B, S = weights.shape
+    if cpu_kernels_for(src, weights) and B * S > 0:
+        return _segment_outer_numba(src, weights, indices, n_latents, transposed, out_dtype,
+                                    with_sum, dt)  # fmt: skip
     flat_idx = indices.reshape(-1).to(torch.int64)
     flat_w = weights.reshape(-1).to(dt)
     # Entries with a zero weight add nothing; BatchTopK's [B, w] candidates are mostly such
@@ -192,3 +205,21 @@ def segment_outer(
         sums = sums.to(dt)
     out = acc.t() if transposed else acc
     return out.to(out_dtype), sums
+
+
+def _segment_outer_numba(
+    src: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor, n_latents: int,
+    transposed: bool, out_dtype: torch.dtype, with_sum: bool, dt: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    from featlab.kernels import _numba_sparse as nb
+
+    d = src.shape[1]
+    out = torch.empty((d, n_latents) if transposed else (n_latents, d), dtype=dt)
+    sums = torch.empty(n_latents, dtype=dt)
+    sync_numba_threads()
+    nb.segment_outer(
+        src.detach().to(dt).contiguous().numpy(), weights.detach().to(dt).contiguous().numpy(),
+        indices.to(torch.int64).contiguous().numpy(), out.numpy(), transposed, sums.numpy(),
+        with_sum,
+    )  # fmt: skip
+    return out.to(out_dtype), (sums if with_sum else None)
