@@ -1,14 +1,15 @@
-"""The numba CPU kernels of the sparse step (row top-k, per-latent segment sum) against
-their torch references, and the dispatch that picks them."""
+"""The numba CPU kernels of the sparse step (row top-k with AuxK, per-latent segment sums,
+gathered dot products, the blocked encoder) against their torch references, and the dispatch
+that picks them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from featlab.kernels import dispatch
+from featlab.kernels import dispatch, encode
 from featlab.kernels.encode import select_topk, topk_encode
-from featlab.kernels.segments import coo_segment_sum, segment_sum
+from featlab.kernels.segments import coo_segment_sum, gather_dot, segment_outer, segment_sum
 from tests.numerics import assert_close, to_float64
 
 pytestmark = pytest.mark.skipif(not dispatch.numba_available(), reason="numba not installed")
@@ -77,3 +78,95 @@ def test_training_step_uses_the_kernels_unless_forced_off(monkeypatch: pytest.Mo
     terms = {"values": 16, "indices": 1, "dW": 64, "db": 64}
     for (name, n), a, r, r64 in zip(terms.items(), fast, slow, slow64, strict=True):
         assert_close(name, a, r, r64, reduction=n)
+
+
+@pytest.mark.parametrize(
+    ("width", "k"),
+    [(15, 4), (48, 5), (40, 8), (16 * 64 + 7, 8), (16 * 200 + 3, 32), (3000, 64)],
+    ids=["partial-block", "k-above-blocks", "k-equal-blocks", "one-chunk", "chunks", "big-k"],
+)
+def test_row_topk_across_block_and_chunk_boundaries(width: int, k: int) -> None:
+    """The kernel scans blocks of 16 in chunks of 64 blocks; rows whose width or k sit at those
+    edges select exactly what torch.topk selects, ties included."""
+    g = torch.Generator().manual_seed(width)
+    # few distinct values: ties everywhere, resolved to the lower index on both sides
+    pre = torch.randint(-50, 50, (40, width), generator=g).float()
+    pre[:5] = torch.linspace(-1, 1, width).flip(0)  # descending rows: the top k come first
+    dead = torch.rand(width, generator=g) < 0.4
+    got = select_topk(pre, k, aux_k=k // 2 + 1, dead_mask=dead, cpu_kernel=True)
+    vals, _ = pre.topk(k, dim=1)
+    assert torch.equal(got.values, vals.relu())
+    # ties to the lower index: the reference is a stable descending sort
+    order = torch.sort(pre, dim=1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(got.indices, order)
+    masked = pre.masked_fill(~dead, float("-inf"))
+    aux_order = torch.sort(masked, dim=1, descending=True, stable=True).indices[:, : k // 2 + 1]
+    assert torch.equal(got.aux_indices, aux_order)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("with_sum", [False, True])
+def test_segment_outer_kernel_matches_the_sparse_product(
+    transposed: bool, with_sum: bool, poison: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    g = torch.Generator().manual_seed(7)
+    src = torch.randn(200, 24, generator=g)
+    idx = torch.randint(0, 150, (200, 9), generator=g)  # latents >= 150 of 160 never indexed
+    w = torch.randn(200, 9, generator=g).relu()  # about half the weights are zero: skipped
+
+    def run(src, w):
+        return segment_outer(src, w, idx, 160, transposed=transposed, backend="torch",
+                             with_sum=with_sum, out_dtype=src.dtype)  # fmt: skip
+
+    got, got_sum = run(src, w)
+    monkeypatch.setenv("FEATLAB_KERNELS", "torch")
+    want, want_sum = run(src, w)
+    want64, want64_sum = run(*to_float64((src, w)))
+    assert got.shape == ((24, 160) if transposed else (160, 24))
+    assert_close("segment_outer", got, want, want64, reduction=200 * 9 // 150)
+    if with_sum:
+        assert_close("sums", got_sum, want_sum, want64_sum, reduction=200 * 9 // 150)
+    else:
+        assert got_sum is None
+    monkeypatch.setenv("FEATLAB_KERNELS", "auto")
+    assert torch.equal(run(src, w)[0], got)  # deterministic
+
+
+def test_gather_dot_kernel_matches_embedding_bag(
+    poison: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    g = torch.Generator().manual_seed(8)
+    grad = torch.randn(70, 33, generator=g)
+    W = torch.randn(120, 33, generator=g)
+    idx = torch.randint(0, 120, (70, 6), generator=g)
+    got = gather_dot(grad, idx, W, transposed=False, backend="torch")
+    monkeypatch.setenv("FEATLAB_KERNELS", "torch")
+    want = gather_dot(grad, idx, W, transposed=False, backend="torch")
+    want64 = gather_dot(*to_float64((grad,)), idx, W.double(), transposed=False, backend="torch")
+    assert_close("gather_dot", got, want, want64, reduction=33)
+
+
+@pytest.mark.parametrize("aux_k", [0, 6])
+def test_blocked_encoder_equals_the_dense_reference(
+    aux_k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU forward computes pre-activations a block of rows at a time; with blocks of 64
+    rows, 150 rows take three blocks (the last one short) and select what one dense product
+    selects."""
+    monkeypatch.setattr(encode, "_BLOCK_BYTES", 1)  # the 64-row minimum decides
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(150, 20, generator=g, dtype=torch.float64)
+    W = torch.randn(20, 300, generator=g, dtype=torch.float64)
+    b_enc = torch.randn(300, generator=g, dtype=torch.float64)
+    b_dec = torch.randn(20, generator=g, dtype=torch.float64)
+    dead = torch.rand(300, generator=g) < 0.2
+    got = encode.encode_select_blocked(x, W, b_enc, b_dec, 7, aux_k, dead if aux_k else None)
+    want = encode.topk_encode_reference(x, W, b_enc, 7, b_dec=b_dec, aux_k=aux_k,
+                                        dead_mask=dead if aux_k else None)  # fmt: skip
+    for name, a, b in zip(got._fields, got, want, strict=True):
+        if b is None:
+            assert a is None, name
+        elif b.is_floating_point():
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+        else:
+            assert torch.equal(a, b), name
