@@ -274,3 +274,17 @@ def topk_rows(
                 if ix[s] >= 0:
                     ix[s] = cols[ix[s]]
             _fill_unused(ix, k_aux)
+
+
+@njit(**_JIT)
+def pair_sums(offsets: Any, cols: Any, vals: Any, gram: Any) -> None:
+    """``gram [n, n] += Z^T Z`` for a row-sorted sparse ``Z`` (row ``r``'s entries at
+    ``offsets[r]:offsets[r + 1]`` of ``cols, vals``): every pair of a row's entries, n L0^2
+    products in all. Serial, in entry order, so deterministic; at L0 8 a batch of 2048 rows is
+    131k products, well under a millisecond."""
+    for r in range(offsets.shape[0] - 1):
+        for a in range(offsets[r], offsets[r + 1]):
+            ga = gram[cols[a]]
+            va = vals[a]
+            for b in range(offsets[r], offsets[r + 1]):
+                ga[cols[b]] += va * vals[b]
