@@ -42,7 +42,7 @@ from featlab.store.examples import (
 )
 from featlab.store.ids import claim_ids, fingerprints, read_state, run_key
 from featlab.store.schema import STATE_DIR
-from featlab.store.stream import FeatureStream
+from featlab.store.stream import Entries, FeatureStream, dense_entries
 from featlab.store.update import analysis_parts, remove_unreplaced
 from featlab.store.writer import init_store, now_iso, write_part
 
@@ -156,11 +156,9 @@ def analyze(
                         f"non-finite activations at hook {hooks[sid]!r} in batch {i} "
                         f"(sequences {i * batch_size}..{i * batch_size + len(batch) - 1})"
                     )
-                flat = x.reshape(-1, x.shape[-1])
-                z = sae.encode(flat)
-                x_hat = sae.decode(z).reshape(x.shape)
-                z = z.reshape(x.shape[0], x.shape[1], -1).float()
-                streams[sid].update(x, z, x_hat.float(), i * batch_size, generator)
+                code, x_hat = _code_and_reconstruction(sae, x.reshape(-1, x.shape[-1]))
+                streams[sid].update(x, code, x_hat.reshape(x.shape).float(), i * batch_size,
+                                    generator)  # fmt: skip
         if bar is not None:
             bar.update(1)
         done = i + 1
@@ -194,6 +192,33 @@ def analyze(
     remove_unreplaced(stale)
     state_path.unlink(missing_ok=True)
     return rows
+
+
+def _code_and_reconstruction(sae: Any, flat: torch.Tensor) -> tuple[Entries, torch.Tensor]:
+    """The positive entries of `sae`'s code of ``flat [n, d_in]`` and its reconstruction.
+    featlab SAEs are read through their sparse code (no ``[n, d_sae]`` matrix); others
+    (anything with `encode` / `decode`) through the dense one."""
+    if not hasattr(sae, "encode_sparse"):
+        z = sae.encode(flat)
+        return dense_entries(z), sae.decode(z)
+    code = sae.encode_sparse(flat)
+    x_hat = sae.decode_sparse(code)
+    vals, cols = code.vals.reshape(-1).float(), code.idx.reshape(-1).to(torch.int64)
+    repeats = False
+    if code.rows is None:  # fixed k per row; Matching Pursuit may pick an atom twice
+        k = code.idx.shape[1]
+        rows = torch.arange(code.n_rows).repeat_interleave(k)
+        picked = code.idx.sort(dim=1).values
+        repeats = k > 1 and bool((picked[:, 1:] == picked[:, :-1]).any())
+    else:
+        rows = code.rows
+    if repeats:  # the dense code adds repeated picks up; so do its entries
+        d_sae = int(sae.W_dec.shape[0])
+        cell, where = torch.unique(rows * d_sae + cols, return_inverse=True)
+        vals = torch.zeros(cell.numel()).index_add_(0, where, vals)
+        rows, cols = cell // d_sae, cell % d_sae
+    positive = vals > 0
+    return Entries(rows[positive], cols[positive], vals[positive]), x_hat
 
 
 # -- validation ---------------------------------------------------------------------------------

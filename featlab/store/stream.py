@@ -11,12 +11,29 @@ Every tensor lives in `state_dict()` so a run can be checkpointed and resumed ex
 from __future__ import annotations
 
 import math
-import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
+from featlab.kernels.gram import accumulate_gram
+
 _NEG = float("-inf")
+
+
+class Entries(NamedTuple):
+    """The positive activations of a batch's code, sorted by token: token ``rows``, latent
+    ``cols`` (int64) and float32 ``vals``, each ``[nnz]``."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    vals: torch.Tensor
+
+
+def dense_entries(z: torch.Tensor) -> Entries:
+    """`Entries` of a dense code ``z [..., d_sae]`` (tokens flattened in order)."""
+    zf = z.reshape(-1, z.shape[-1]).float()
+    rows, cols = (zf > 0).nonzero(as_tuple=True)
+    return Entries(rows, cols, zf[rows, cols])
 
 
 class FeatureStream:
@@ -90,22 +107,22 @@ class FeatureStream:
     def update(
         self,
         x: torch.Tensor,
-        z: torch.Tensor,
+        code: Entries,
         x_hat: torch.Tensor,
         seq_offset: int,
         generator: torch.Generator,
     ) -> None:
-        """x, x_hat: `[batch, pos, d_in]`; z: `[batch, pos, d_sae]` (float32).
+        """x, x_hat: `[batch, pos, d_in]`; code: the batch's positive activations (`Entries`
+        over its `batch * pos` tokens; `dense_entries` turns a dense code into them).
 
-        `seq_offset` is the dataset index of the batch's first sequence.
+        `seq_offset` is the dataset index of the batch's first sequence. Nothing of size
+        `[tokens, d_sae]` is built: the work is over the entries, plus `[batch, d_sae]` per
+        sequence peaks.
         """
         t = self.t
-        b, p, f = z.shape
-        n = b * p
-        zf = z.reshape(n, f)
-        # Work on the nonzero entries only: no dense float64 copy of a [tokens, d_sae] batch.
-        rows, cols = (zf > 0).nonzero(as_tuple=True)
-        vals = zf[rows, cols]
+        b, p = x.shape[0], x.shape[1]
+        n, f = b * p, self.d_sae
+        rows, cols, vals = code
         t["n_tokens"] += n
         t["count"] += torch.bincount(cols, minlength=f)
         t["sum"].index_add_(0, cols, vals.double())
@@ -123,67 +140,65 @@ class FeatureStream:
         t["hist"].view(-1).index_add_(0, flat, torch.ones_like(flat))
 
         if self.correlations:
-            self._update_gram(zf, rows, cols, vals)
+            accumulate_gram(t["gram"], rows, cols, vals, n)
 
-        # Per sequence: peak value and position of every feature, and its window.
-        peak, peak_pos = z.max(dim=1)  # [batch, d_sae]
+        # Per sequence: peak value and (first) position of every feature, and its window.
+        seq, pos = rows // p, rows % p
+        cell = seq * f + cols  # (sequence, feature) of each entry
+        peak = torch.zeros(b * f).scatter_reduce_(0, cell, vals, reduce="amax")
+        at_peak = vals == peak[cell]
+        peak_pos = torch.full((b * f,), p, dtype=torch.int64)
+        peak_pos.scatter_reduce_(0, cell[at_peak], pos[at_peak], reduce="amin")
+        peak, peak_pos = peak.view(b, f).T, peak_pos.view(b, f).T  # [d_sae, batch]
+        live = peak > 0
+        peak_pos = torch.where(live, peak_pos, 0)
         w = min(self.window, p)
-        start = (peak_pos - self.window // 2).clamp(0, p - w)  # [batch, d_sae]
-        offsets = torch.arange(w)
-        idx = (start.unsqueeze(-1) + offsets).transpose(0, 1)  # [d_sae, batch, w]
-        acts = torch.gather(z.permute(2, 0, 1), 2, idx)  # [d_sae, batch, w]
-        if w < self.window:
-            acts = torch.nn.functional.pad(acts, (0, self.window - w))
-        seqs = torch.arange(seq_offset, seq_offset + b).expand(f, b)
-        cand = {
-            "val": peak.T, "seq": seqs, "pos": peak_pos.T, "start": start.T, "acts": acts,
-        }
-        live = peak.T > 0
-        self._merge("top", torch.where(live, peak.T, _NEG), cand)
-        keys = torch.rand(f, b, generator=generator)
-        self._merge("res", torch.where(live, keys, _NEG), cand)
+        start = (peak_pos - self.window // 2).clamp(0, p - w)
+        top_keys = torch.where(live, peak, _NEG)
+        res_keys = torch.where(live, torch.rand(f, b, generator=generator), _NEG)
+        # Only features with a candidate that beats their current last entry change; after
+        # the first batches that is a small share of them.
+        to_top = (top_keys.max(1).values > t["top_val"][:, -1]).nonzero()[:, 0]
+        to_res = (res_keys.max(1).values > t["res_key"][:, -1]).nonzero()[:, 0]
+        feats = torch.unique(torch.cat([to_top, to_res]))
+        if feats.numel() == 0:
+            return
+        slot = torch.full((f,), -1, dtype=torch.int64)
+        slot[feats] = torch.arange(feats.numel())
+        # the window of each changing feature in each sequence, scattered from the entries
+        acts = torch.zeros(feats.numel(), b, self.window)
+        e_slot = slot[cols]
+        offset = pos - start[cols, seq]
+        keep = (e_slot >= 0) & (offset >= 0) & (offset < w)
+        acts.view(-1)[((e_slot * b + seq) * self.window + offset)[keep]] = vals[keep]
+        seqs = torch.arange(seq_offset, seq_offset + b).expand(feats.numel(), b)
+        cand = {"val": peak[feats], "seq": seqs, "pos": peak_pos[feats],
+                "start": start[feats], "acts": acts}  # fmt: skip
+        for prefix, keys, chosen in (("top", top_keys, to_top), ("res", res_keys, to_res)):
+            at = slot[chosen]
+            self._merge(prefix, chosen, keys[chosen], {k: v[at] for k, v in cand.items()})
 
-    def _merge(self, prefix: str, keys: torch.Tensor, cand: dict[str, torch.Tensor]) -> None:
-        """Keep the largest keys of (current entries, this batch's candidates) per feature."""
+    def _merge(
+        self, prefix: str, feats: torch.Tensor, keys: torch.Tensor, cand: dict[str, torch.Tensor]
+    ) -> None:
+        """Keep the largest keys of (current entries, this batch's candidates) of `feats`."""
+        if feats.numel() == 0:
+            return
         t = self.t
         key_name = "top_val" if prefix == "top" else "res_key"
         cap = t[key_name].shape[1]
-        all_keys = torch.cat([t[key_name], keys], dim=1)
-        top = torch.topk(all_keys, cap, dim=1, sorted=True).indices  # [d_sae, cap]
-        t[key_name] = torch.gather(all_keys, 1, top)
-        fields = [("seq", "seq"), ("pos", "pos"), ("start", "start")]
-        if prefix == "res":
-            fields.append(("val", "val"))
-        for name, src in fields:
+        all_keys = torch.cat([t[key_name][feats], keys], dim=1)
+        top = torch.topk(all_keys, cap, dim=1, sorted=True).indices  # [len(feats), cap]
+        t[key_name][feats] = torch.gather(all_keys, 1, top)
+        fields = ["seq", "pos", "start"] + (["val"] if prefix == "res" else [])
+        for name in fields:
             cur = t[f"{prefix}_{name}"]
-            merged = torch.cat([cur, cand[src].to(cur.dtype)], 1)
-            t[f"{prefix}_{name}"] = torch.gather(merged, 1, top)
-        merged = torch.cat([t[f"{prefix}_acts"], cand["acts"]], dim=1)
-        t[f"{prefix}_acts"] = torch.gather(
+            merged = torch.cat([cur[feats], cand[name].to(cur.dtype)], 1)
+            cur[feats] = torch.gather(merged, 1, top)
+        merged = torch.cat([t[f"{prefix}_acts"][feats], cand["acts"]], dim=1)
+        t[f"{prefix}_acts"][feats] = torch.gather(
             merged, 1, top.unsqueeze(-1).expand(-1, -1, self.window)
         )
-
-    def _update_gram(
-        self, zf: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor
-    ) -> None:
-        # Sparse products cost ~ sum_i nnz_i^2, dense ones ~ n * d_sae^2 (but run ~20x faster
-        # per flop); take the cheaper path. Both give the same Gram matrix.
-        n, f = zf.shape
-        nnz = rows.numel()
-        if nnz == 0:
-            return
-        sparse_cost = (nnz / n) ** 2 * n * 20
-        if sparse_cost >= n * f * f:
-            self.t["gram"] += zf.T @ zf
-            return
-        zs = torch.sparse_coo_tensor(
-            torch.stack([rows, cols]), vals, (n, f), check_invariants=False
-        )
-        with warnings.catch_warnings():  # "sparse support is in beta" on every call
-            warnings.simplefilter("ignore", UserWarning)
-            prod = torch.sparse.mm(zs.t().coalesce(), zs).coalesce()
-        i, j = prod.indices()
-        self.t["gram"].view(-1).index_add_(0, i * f + j, prod.values())
 
     # -- results ----------------------------------------------------------------------------
     def hist_edges(self) -> list[float]:
