@@ -4,8 +4,8 @@ activation correlations of `featlab.store`).
 A sparse ``Z [n, d_sae]`` with L0 active latents per row costs n L0^2 pair products, far
 fewer than the dense product's n d_sae^2 until L0 nears d_sae / 4 (the dense GEMM runs about
 20x faster per flop). The torch reference is a sparse ``Z^T Z`` product; on CPU, numba's
-:func:`featlab.kernels._numba_sparse.pair_sums` walks the pairs directly (25x faster at 512
-latents, L0 8: 0.2 vs 5.4 ms per 2048 rows) without coalescing.
+:func:`featlab.kernels._numba_sparse.pair_sums` walks the pairs directly (7x faster at 512
+latents, L0 8: 0.7 vs 5.4 ms per 2048 rows, measured in analyze) without coalescing.
 """
 
 from __future__ import annotations
