@@ -123,6 +123,25 @@ def row_offsets(rows: Tensor, n_rows: int) -> Tensor:
     return torch.searchsorted(rows, torch.arange(n_rows, device=rows.device))
 
 
+def coo_entries(
+    vals: Tensor, idx: Tensor, n_rows: int, d_sae: int, rows: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(rows, cols, vals) [nnz]``, sorted by row, of a fixed-k (``[N, k]``) or COO
+    (``rows``, already one entry per pair) code: the entries of `to_dense`'s matrix, repeated
+    indices of a fixed-k row added up as there (Matching Pursuit may pick an atom twice)."""
+    cols, vals = idx.reshape(-1).to(torch.int64), vals.reshape(-1)
+    if rows is not None:
+        return rows, cols, vals
+    k = idx.shape[1]
+    rows = torch.arange(n_rows, device=idx.device).repeat_interleave(k)
+    picked = idx.sort(dim=1).values
+    if k > 1 and bool((picked[:, 1:] == picked[:, :-1]).any()):
+        cell, where = torch.unique(rows * d_sae + cols, return_inverse=True)
+        vals = vals.new_zeros(cell.numel()).index_add_(0, where, vals)
+        rows, cols = cell // d_sae, cell % d_sae
+    return rows, cols, vals
+
+
 def to_dense(
     vals: Tensor, idx: Tensor, n_rows: int, d_sae: int, rows: Tensor | None = None
 ) -> Tensor:

@@ -33,6 +33,7 @@ from featlab._atomic import atomic_path
 from featlab._fingerprint import settings_fingerprint
 from featlab._interrupt import stop_requested
 from featlab.errors import Interrupted, RunConflict, UserError
+from featlab.sae.sparse import coo_entries
 from featlab.store import dictionary as dic
 from featlab.store.examples import (
     auto_explanations,
@@ -202,23 +203,10 @@ def _code_and_reconstruction(sae: Any, flat: torch.Tensor) -> tuple[Entries, tor
         z = sae.encode(flat)
         return dense_entries(z), sae.decode(z)
     code = sae.encode_sparse(flat)
-    x_hat = sae.decode_sparse(code)
-    vals, cols = code.vals.reshape(-1).float(), code.idx.reshape(-1).to(torch.int64)
-    repeats = False
-    if code.rows is None:  # fixed k per row; Matching Pursuit may pick an atom twice
-        k = code.idx.shape[1]
-        rows = torch.arange(code.n_rows).repeat_interleave(k)
-        picked = code.idx.sort(dim=1).values
-        repeats = k > 1 and bool((picked[:, 1:] == picked[:, :-1]).any())
-    else:
-        rows = code.rows
-    if repeats:  # the dense code adds repeated picks up; so do its entries
-        d_sae = int(sae.W_dec.shape[0])
-        cell, where = torch.unique(rows * d_sae + cols, return_inverse=True)
-        vals = torch.zeros(cell.numel()).index_add_(0, where, vals)
-        rows, cols = cell // d_sae, cell % d_sae
+    rows, cols, vals = coo_entries(code.vals.float(), code.idx, code.n_rows,
+                                   int(sae.W_dec.shape[0]), code.rows)  # fmt: skip
     positive = vals > 0
-    return Entries(rows[positive], cols[positive], vals[positive]), x_hat
+    return Entries(rows[positive], cols[positive], vals[positive]), sae.decode_sparse(code)
 
 
 # -- validation ---------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ def dense_entries(z: torch.Tensor) -> Entries:
 
 
 class FeatureStream:
-    """Accumulates the statistics of `d_sae` latents over batches of `[batch, pos, d_sae]`."""
+    """Accumulates the statistics of `d_sae` latents over batches of `[batch, pos]` tokens,
+    each given as the `Entries` of its code."""
 
     def __init__(
         self,
