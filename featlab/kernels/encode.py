@@ -203,13 +203,13 @@ class TopKEncode(torch.autograd.Function):
                 x, W_enc, b_enc, b_dec, k, aux_k, dead_mask
             )
         else:
-            if pre is None and cpu_kernels_for(x, W_enc) and x.shape[0] > 0:
+            cpu_kernel = cpu_kernels_for(x, W_enc)
+            if pre is None and cpu_kernel and x.shape[0] > 0:
                 ref = encode_select_blocked(x, W_enc, b_enc, b_dec, k, aux_k, dead_mask)
             else:
                 if pre is None:  # otherwise the dense pre-activations are already at hand
                     pre = preacts_reference(x, W_enc, b_enc, b_dec)
-                ref = select_topk(pre, k, aux_k, dead_mask,
-                                  cpu_kernel=cpu_kernels_for(x, W_enc))  # fmt: skip
+                ref = select_topk(pre, k, aux_k, dead_mask, cpu_kernel=cpu_kernel)
             vals, idx = ref.values, ref.indices
             if aux_k > 0:
                 avals, aidx = ref.aux_values, ref.aux_indices

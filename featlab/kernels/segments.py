@@ -180,9 +180,10 @@ def segment_outer(
 
     Triton: counting sort into segments, one program per block of latents, fixed order.
     CPU with numba: :func:`featlab.kernels._numba_sparse.segment_outer`, the same from the
-    ``[B, S]`` layout. Torch: :func:`coo_segment_sum` (a sparse product), which is
-    deterministic on CPU; on CUDA torch's sparse kernels use atomics, which is why the GPU
-    path is the Triton one.
+    ``[B, S]`` layout. Otherwise :func:`segment_sum` of the nonzero entries (a sparse
+    product, or numba's COO kernel when only the promoted dtype suits it), deterministic on
+    CPU; on CUDA torch's sparse kernels use atomics, which is why the GPU path is the Triton
+    one.
     """
     if backend == "triton":
         mod = load_triton("_triton_sparse", src)
