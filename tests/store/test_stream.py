@@ -9,6 +9,7 @@ import torch
 from featlab.sae import build_sae, make_config
 from featlab.store.analysis import _code_and_reconstruction
 from featlab.store.stream import dense_entries
+from tests.numerics import assert_close
 
 from .store_helpers import MiniTopK
 
@@ -35,7 +36,9 @@ def test_entries_equal_the_dense_code(kind: str) -> None:
     assert torch.equal(_as_dense(entries, 50, 40), z.relu())
     assert (entries.vals > 0).all()
     assert torch.equal(entries.rows, entries.rows.sort().values)  # sorted by token
-    assert torch.allclose(x_hat, sae.decode(z), atol=1e-5)
+    W_dec, b_dec = sae.W_dec.detach().double(), sae.b_dec.detach().double()
+    assert_close("x_hat", x_hat.detach(), sae.decode(z).detach(), z.double() @ W_dec + b_dec,
+                 reduction=40)  # fmt: skip
     dense = dense_entries(z)
     assert len(dense.rows) == len(entries.rows)
     if kind == "matching_pursuit":
