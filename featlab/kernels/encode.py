@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import torch
@@ -155,6 +156,21 @@ def _numba_select(
 # block selected right after its product is still in cache.
 _BLOCK_BYTES = 8 << 20
 _MIN_BLOCK_ROWS = 64  # below this the product re-reads W_enc too often
+# ...and the buffer is kept between calls, one per thread (the app and the store may encode
+# from several): even a heap allocation of a few MiB faults its pages in again after glibc
+# trims it, 0.4 of the product's 2.0 ms per step at 1024 latents.
+_workspace = threading.local()
+
+
+def _preact_buffer(n_rows: int, d_sae: int, dtype: torch.dtype) -> torch.Tensor:
+    """A ``[n_rows, d_sae]`` view of this thread's scratch buffer (contents undefined)."""
+    need = n_rows * d_sae
+    if need * dtype.itemsize > 4 * _BLOCK_BYTES:  # very wide SAEs: not worth holding on to
+        return torch.empty(n_rows, d_sae, dtype=dtype)
+    buf = getattr(_workspace, "buf", None)
+    if buf is None or buf.dtype != dtype or buf.numel() < need:
+        buf = _workspace.buf = torch.empty(need, dtype=dtype)
+    return buf[:need].view(n_rows, d_sae)
 
 
 def encode_select_blocked(
@@ -168,7 +184,7 @@ def encode_select_blocked(
     W, b = W_enc.detach().to(acc), b_enc.detach().to(acc)
     n, d_sae = x.shape[0], W_enc.shape[1]
     rows = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (d_sae * W.element_size()))
-    buf = torch.empty(min(rows, n), d_sae, dtype=acc)
+    buf = _preact_buffer(min(rows, n), d_sae, acc)
     out = _empty_selection(n, k, aux_k, acc)
     cols = _dead_columns(aux_k, dead_mask)
     for start in range(0, n, rows):

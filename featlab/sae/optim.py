@@ -57,7 +57,7 @@ def make_optimizer(
     """A fresh optimizer, in training mode for the schedule-free ones."""
     check_optimizer(name)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=True)
     import schedulefree
 
     if name == "signum":

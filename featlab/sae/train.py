@@ -214,11 +214,6 @@ def train_saes(
                 f"the activation stream ended after {step} steps but tokens={tokens} needs "
                 f"{n_steps} steps of {batch_size}; pass fewer tokens or more activations"
             ) from None
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"non-finite activations (NaN or inf) in the batch of step {step} from hook "
-                f"{hook!r}; check the model run or the activation cache feeding the SAE"
-            )
         if step == 0:
             sample = _gather_rows(x) if world > 1 else x
             for sae in saes:
@@ -226,7 +221,7 @@ def train_saes(
         log_now = bar is not None and (step % 10 == 0 or step == n_steps - 1)
         logs = [
             _step(sae, opt, x, lr * lr_scale(step, n_steps, warmup, decay), step, world,
-                  log_now or callback is not None, window)
+                  log_now or callback is not None, window, hook)
             for sae, opt, lr, decay in zip(saes, opts, lrs, decays, strict=True)
         ]  # fmt: skip
         fvus = [lg["fvu"] for lg in logs] if world == 1 else _max_over_ranks(logs)
@@ -276,10 +271,18 @@ def _step(
     world: int,
     with_metrics: bool,
     window: int | None = None,
+    hook: str | None = None,
 ) -> dict[str, float]:
     sae.train()
     out = sae.training_loss(x)
     if not bool(torch.isfinite(out.loss)):
+        # A NaN or inf in x always reaches the loss (its squared error against x), so the
+        # batch is checked only here rather than on every step
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"non-finite activations (NaN or inf) in the batch of step {step} from hook "
+                f"{hook!r}; check the model run or the activation cache feeding the SAE"
+            )
         raise TrainingDiverged(
             f"the {sae.kind} SAE's loss became {float(out.loss)} at step {step}; lower "
             f"{{opt:lr}} (now {lr:.3g}) or check the activations' scale"
@@ -304,7 +307,8 @@ def _step(
     }
     with torch.no_grad():  # every step: the divergence guard reads it
         var = (x - x.mean(0)).pow(2).sum()
-        log["fvu"] = float((x - out.x_hat).pow(2).sum() / var.clamp(min=1e-12))
+        # out.mse is the squared error summed over d_in, averaged over the batch's rows
+        log["fvu"] = log["mse"] * x.shape[0] / max(float(var), 1e-12)
     if with_metrics:
         with torch.no_grad():
             # kinds without AuxK have no dead_tokens of their own: the run's default window

@@ -82,12 +82,15 @@ def test_training_step_uses_the_kernels_unless_forced_off(monkeypatch: pytest.Mo
 
 @pytest.mark.parametrize(
     ("width", "k"),
-    [(15, 4), (48, 5), (40, 8), (16 * 64 + 7, 8), (16 * 200 + 3, 32), (3000, 64)],
-    ids=["partial-block", "k-above-blocks", "k-equal-blocks", "one-chunk", "chunks", "big-k"],
-)
+    [(15, 4), (48, 5), (40, 8), (600, 40), (16 * 64 + 7, 8), (16 * 200 + 3, 32), (3000, 64)],
+    ids=["partial-block", "k-above-blocks", "k-equal-blocks", "group-floor", "one-chunk",
+         "chunks", "big-k"],
+)  # fmt: skip
 def test_row_topk_across_block_and_chunk_boundaries(width: int, k: int) -> None:
     """The kernel scans blocks of 16 in chunks of 64 blocks; rows whose width or k sit at those
-    edges select exactly what torch.topk selects, ties included."""
+    edges select exactly what torch.topk selects, ties included. With fewer blocks than k in
+    the first chunk (group-floor: the main top 40 of 600 and AuxK's 21 of about 240) the floor
+    comes from groups of entries instead."""
     g = torch.Generator().manual_seed(width)
     # few distinct values: ties everywhere, resolved to the lower index on both sides
     pre = torch.randint(-50, 50, (40, width), generator=g).float()

@@ -118,9 +118,13 @@ def test_default_lr_and_schedule():
     assert scales[99] < scales[85] < 1.0
 
 
-def test_nan_activations_name_step_and_hook():
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("row,step", [(5, 0), (300, 2)])  # step 0 also initialises b_dec
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_activations_name_step_and_hook(kind, row, step, bad):
+    # the trainer finds them through the loss they make non-finite, for every kind
     data = _data()
-    data[300] = float("nan")
+    data[row, 3] = bad
 
     class Src:
         d_in = 12
@@ -129,8 +133,9 @@ def test_nan_activations_name_step_and_hook():
         def batches(self, batch_size, seed):
             yield from data.split(batch_size)
 
-    with pytest.raises(ValueError, match=r"step 2 from hook 'blocks.1.hook_resid_post'"):
-        train_sae(Src(), d_sae=16, k=2, tokens=1024, batch_size=128, progress=False)
+    with pytest.raises(ValueError, match=rf"step {step} from hook 'blocks.1.hook_resid_post'"):
+        train_sae(Src(), kind=kind, d_sae=16, k=2, tokens=1024, batch_size=128,
+                  progress=False)  # fmt: skip
 
 
 def test_bad_arguments_have_clear_errors():
