@@ -104,7 +104,8 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Uniform random unit-norm decoder rows; encoder = decoder transpose; zero biases."""
+        """Uniform random unit-norm decoder rows; encoder = decoder transpose (times the kind's
+        ``encoder_init_norm``, where it has one); zero biases."""
         gen = torch.Generator().manual_seed(self.cfg.seed)
         bound = 1.0 / math.sqrt(self.d_in)
         w = (torch.rand(self.d_sae, self.d_in, generator=gen, dtype=torch.float64) * 2 - 1) * bound
@@ -112,7 +113,7 @@ class SparseAutoencoder(nn.Module):
         self.W_dec.copy_(w)
         self.b_dec.zero_()
         if not self.tied:
-            self.W_enc.copy_(w.T)
+            self.W_enc.copy_(w.T * getattr(self.hp, "encoder_init_norm", 1.0))
             self.b_enc.zero_()
 
     def init_from_sample(self, sample: Tensor, b_dec_init: str = "geometric_median") -> None:

@@ -19,23 +19,30 @@ from torch import Tensor
 from featlab.kernels import sparse_decode as kernel_decode
 from featlab.kernels.batch_topk import batch_topk_encode
 from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput, auxk_loss, mse_rows
-from featlab.sae.config import SAEConfig, check_dead_tokens
+from featlab.sae.config import (
+    ENCODER_INIT_NORM,
+    SAEConfig,
+    check_dead_tokens,
+    check_encoder_init_norm,
+)
 from featlab.sae.sparse import row_offsets
 
 
 @dataclass(frozen=True)
 class BatchTopKHparams:
-    """aux_coef / k_aux / dead_tokens / aux_normalize: AuxK as in TopK. threshold_decay: EMA
-    decay of the inference threshold."""
+    """aux_coef / k_aux / dead_tokens / aux_normalize / encoder_init_norm: as in TopK.
+    threshold_decay: EMA decay of the inference threshold."""
 
     aux_coef: float = 1.0 / 32.0
     k_aux: int | None = None
     dead_tokens: int | None = None
     threshold_decay: float = 0.99
     aux_normalize: bool = True
+    encoder_init_norm: float = ENCODER_INIT_NORM
 
     def __post_init__(self) -> None:
         check_dead_tokens(self.dead_tokens)
+        check_encoder_init_norm(self.encoder_init_norm)
 
 
 def batch_topk_select(pre: Tensor, k_total: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -27,7 +27,7 @@ from torch import Tensor
 from featlab.kernels import column_topk
 from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput, aux_topk_loss, mse_rows
 from featlab.sae.batchtopk import ema_decay
-from featlab.sae.config import SAEConfig
+from featlab.sae.config import ENCODER_INIT_NORM, SAEConfig, check_encoder_init_norm
 from featlab.sae.sparse import row_offsets, selected_preacts, sparse_decode
 
 
@@ -37,7 +37,8 @@ class FeatureChoiceHparams:
     capacity of at least one token per batch (see the module docstring). aux_coef / k_aux: the
     aux_zipf loss (k_aux None: d_in // 2). aux_frac: starved below this fraction of the
     expected density. aux_normalize: that loss normalised as TopK's AuxK. density_decay /
-    threshold_decay: EMA decays of running density and inference thresholds."""
+    threshold_decay: EMA decays of running density and inference thresholds.
+    encoder_init_norm: as in TopK."""
 
     zipf_s: float = 0.0
     aux_coef: float = 1.0 / 32.0
@@ -47,6 +48,10 @@ class FeatureChoiceHparams:
     threshold_decay: float = 0.99
     floor: bool = True
     aux_normalize: bool = True
+    encoder_init_norm: float = ENCODER_INIT_NORM
+
+    def __post_init__(self) -> None:
+        check_encoder_init_norm(self.encoder_init_norm)
 
 
 def zipf_capacities(

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from featlab.kernels import sparse_decode, topk_encode
 from featlab.sae.base import SparseAutoencoder, SparseCode, TrainOutput, auxk_loss, mse_rows
-from featlab.sae.config import check_dead_tokens
+from featlab.sae.config import ENCODER_INIT_NORM, check_dead_tokens, check_encoder_init_norm
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,18 @@ class TopKHparams:
     (None: d_in // 2). dead_tokens: tokens without firing after which a latent counts as dead
     (None: `train_sae` sets a tenth of the run, capped at Gao et al.'s 10M, and stores it).
     aux_normalize: AuxK's error over the residual's variance as Gao et al. (False: the plain
-    squared error, the form featlab used before)."""
+    squared error, the form featlab used before). encoder_init_norm: the encoder starts as the
+    decoder's transpose times this (`featlab.sae.config.ENCODER_INIT_NORM`)."""
 
     aux_coef: float = 1.0 / 32.0
     k_aux: int | None = None
     dead_tokens: int | None = None
     aux_normalize: bool = True
+    encoder_init_norm: float = ENCODER_INIT_NORM
 
     def __post_init__(self) -> None:
         check_dead_tokens(self.dead_tokens)
+        check_encoder_init_norm(self.encoder_init_norm)
 
 
 class TopKSAE(SparseAutoencoder):

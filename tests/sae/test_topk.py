@@ -106,8 +106,11 @@ def test_decoder_rows_unit_norm_and_parallel_grad_removed():
 
 
 def test_encoder_initialised_as_decoder_transpose():
+    from featlab.sae.config import ENCODER_INIT_NORM
+
     sae = build_sae(make_config("topk", 6, 10, 2))
-    torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
+    torch.testing.assert_close(sae.W_enc, ENCODER_INIT_NORM * sae.W_dec.T)
+    assert sae.hp.encoder_init_norm == ENCODER_INIT_NORM == 0.1
 
 
 def test_auxk_lowers_dead_fraction():
@@ -211,3 +214,15 @@ def test_auxk_runs_in_a_short_run_with_the_default_window():
 def test_dead_tokens_must_be_positive():
     with pytest.raises(ValueError, match="dead_tokens=0.*positive int.*None"):
         make_config("topk", 8, 32, 3, dead_tokens=0)
+
+
+@pytest.mark.parametrize("kind", ["topk", "batchtopk", "feature_choice"])
+def test_encoder_starts_as_the_scaled_decoder_transpose(kind):
+    plain = build_sae(make_config(kind, 8, 32, 3, encoder_init_norm=1.0))
+    small = build_sae(make_config(kind, 8, 32, 3, encoder_init_norm=0.1))
+    torch.testing.assert_close(plain.W_enc, plain.W_dec.T)
+    torch.testing.assert_close(small.W_enc, 0.1 * plain.W_dec.T)
+    torch.testing.assert_close(small.W_dec, plain.W_dec)  # decoder rows stay unit norm
+    for bad in (0.0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="encoder_init_norm"):
+            make_config(kind, 8, 32, 3, encoder_init_norm=bad)
