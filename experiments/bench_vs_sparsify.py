@@ -4,10 +4,11 @@ Both train on the same superposition batches in the same order, in one process: 
 `train_sae` with nothing but width, k, tokens and batch given; sparsify's SparseCoder as its
 `Trainer` trains it with its defaults (`_peers.train_sparsify`: FVU loss, schedule-free
 Signum at 5e-3 / sqrt(d_sae / 2**14), b_dec at the batch mean). A third arm is featlab's
-previous default (Adam at Gao et al.'s 2e-4 / sqrt(d_sae / 2**14)), so the table shows the
-before and after. Runs alternate (featlab, sparsify, ...) over the seeds and each arm's best
-wall-clock time per seed is kept. FVU is measured on held-out rows with one formula for all;
-MMCS is the mean over true features of the best cosine with a decoder row.
+previous default (Adam at Gao et al.'s 2e-4 / sqrt(d_sae / 2**14), the encoder started at
+the decoder's plain transpose), so the table shows the before and after. Runs alternate
+(featlab, sparsify, ...) over the seeds and each arm's best wall-clock time per seed is kept.
+FVU is measured on held-out rows with one formula for all; MMCS is the mean over true
+features of the best cosine with a decoder row.
 
 Needs sparsify: run in the venv `make bench-peers` builds.
 
@@ -56,7 +57,8 @@ def train_arm(arm: str, x: torch.Tensor, width: int, k: int, size: dict, seed: i
         return seconds, lambda xe: sae(xe).sae_out, sae.W_dec
     from featlab.sae import train_sae
 
-    old = {} if arm == "featlab" else dict(optimizer="adam", lr=gao_lr(width))
+    old = {} if arm == "featlab" else dict(optimizer="adam", lr=gao_lr(width),
+                                           encoder_init_norm=1.0)  # fmt: skip
     t0 = time.perf_counter()
     sae = train_sae(endless_batches(x, batch), kind="topk", d_sae=width, k=k, tokens=steps * batch,
                     batch_size=batch, seed=seed, progress=False, **old)  # fmt: skip
