@@ -79,7 +79,8 @@ def test_selection_with_ties_keeps_exactly_k_total():
 
 def test_auxk_is_active_and_trains_dead_encoder_columns():
     torch.manual_seed(5)
-    sae = build_sae(make_config("batchtopk", 8, 48, 3, dead_tokens=10, k_aux=4))
+    sae = build_sae(make_config("batchtopk", 8, 48, 3, dead_tokens=10, k_aux=4,
+                                encoder_init_norm=1.0))  # pre-acts above the b_enc noise
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.1)
     dead = torch.zeros(48, dtype=torch.bool)
