@@ -52,6 +52,16 @@ def sparsify_lr(d_sae: int) -> float:
     return 5e-3 / (d_sae / 2**14) ** 0.5
 
 
+@torch.no_grad()
+def sparsify_heldout(sae: Any, x_eval: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reconstruction ``[n, d_in]``, live ``[d_sae]`` bool: latents firing on some row) of a
+    trained sparsify SparseCoder on held-out rows."""
+    out = sae(x_eval)
+    live = torch.zeros(sae.W_dec.shape[0], dtype=torch.bool)
+    live[out.latent_indices[out.latent_acts > 0].unique()] = True
+    return out.sae_out, live
+
+
 def train_sparsify(
     batches: Iterator[torch.Tensor], d_in: int, d_sae: int, k: int, steps: int, seed: int,
     lr: float | None = None,

@@ -76,15 +76,12 @@ def run_cell(kind: str, width: int, k: int, seed: int, size: dict, norms: list[f
             rows.append({**base, "arm": f"featlab, encoder_init_norm {norm:g}",
                          **_scores(x_eval, sae(x_eval).x_hat, sae.W_dec, data.features, live)})
     if kind == "topk" and installed("sparsify"):
-        from _peers import train_sparsify
+        from _peers import sparsify_heldout, train_sparsify
 
         _, sp = train_sparsify(endless_batches(x, batch), x.shape[1], width, k, steps, seed)
-        with torch.no_grad():
-            out = sp(x_eval)
-            live = torch.zeros(width, dtype=torch.bool)
-            live[out.latent_indices[out.latent_acts > 0].unique()] = True
-            rows.append({**base, "arm": "sparsify defaults",
-                         **_scores(x_eval, out.sae_out, sp.W_dec, data.features, live)})
+        x_hat, live = sparsify_heldout(sp, x_eval)
+        rows.append({**base, "arm": "sparsify defaults",
+                     **_scores(x_eval, x_hat, sp.W_dec, data.features, live)})
     return rows
 
 

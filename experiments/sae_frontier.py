@@ -108,17 +108,13 @@ def run_cell(data: str, kind: str, width: int, k: int, size: dict, seed: int,
                          "lr": spec["lr"], "live_frac": float(fired),
                          **_scores(x_eval, sae(x_eval).x_hat, sae.W_dec, feats)})  # fmt: skip
     if kind == "topk" and installed("sparsify"):
-        from _peers import train_sparsify
+        from _peers import sparsify_heldout, train_sparsify
 
         _, sp = train_sparsify(endless_batches(x, batch), x.shape[1], width, k, steps, seed)
-        with torch.no_grad():
-            out = sp(x_eval)
-            live = torch.zeros(width, dtype=torch.bool)
-            live[out.latent_indices[out.latent_acts > 0].unique()] = True
-            rows.append({**base, "library": "sparsify", "optimizer": "signum", "lr_mult": 1.0,
-                         "lr": sparsify_lr(width),
-                         "live_frac": float(live.float().mean()),
-                         **_scores(x_eval, out.sae_out, sp.W_dec, feats)})  # fmt: skip
+        x_hat, live = sparsify_heldout(sp, x_eval)
+        rows.append({**base, "library": "sparsify", "optimizer": "signum", "lr_mult": 1.0,
+                     "lr": sparsify_lr(width), "live_frac": float(live.float().mean()),
+                     **_scores(x_eval, x_hat, sp.W_dec, feats)})  # fmt: skip
     return rows
 
 
