@@ -107,10 +107,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # where the effect lives: total |effect| per hook and position (P = query)
     mass = ig.assign(abs_effect=ig["effect"].abs()).groupby(["hook", "pos"], as_index=False)[
         "abs_effect"].sum()
-    mass["share"] = (mass["abs_effect"] / mass["abs_effect"].sum()).round(4)
+    # full precision in the CSV: shares rounded one by one can sum past 1
+    mass["share"] = mass["abs_effect"] / mass["abs_effect"].sum()
     mass["role"] = [("key" if q % 2 == 0 else "value") if q < p else ("query" if q == p else
                     "after query") for q in mass["pos"]]
-    mass = mass.sort_values("abs_effect", ascending=False).head(8).round(4)
+    mass = mass.sort_values("abs_effect", ascending=False).head(8)
 
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "faithfulness.csv", index=False)
