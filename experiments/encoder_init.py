@@ -7,16 +7,23 @@ Each (kind, width, k, seed) trains one SAE per norm on one pass over the same su
 batches (`train_saes`, featlab's default optimizer and lr); on TopK cells sparsify's
 SparseCoder trains beside them as its Trainer trains it (`_peers.train_sparsify`) when
 sparsify is installed (`make bench-peers`). Scores: held-out FVU, MMCS against the true
-features, and the fraction of latents that fire on the held-out rows. Finished cells are
+features, the fraction of latents that fire on the held-out rows, and (featlab) the fraction
+dead at the end of training by the run's own AuxK window. Finished cells are
 appended to ``cells.csv`` under ``--out``, so an interrupted run resumes at the next cell.
 
-    .venv-peers/bin/python experiments/encoder_init.py [--quick] [--kinds topk,batchtopk]
-        [--widths 256,1024,4096] [--ks 8,32] [--norms 1,0.1] [--seeds 0 1 2]
-        [--out results/encoder_init]
+``--regime surplus`` is the regime where latents die: twice as many latents as true features
+(512 for 256), k 4, a short run at lr 1e-2 with a dead window of 8192 tokens and no decay
+(tests/sae/test_topk.py's AuxK test). Each norm there also trains with AuxK off, which says
+whether AuxK still revives latents at that norm.
+
+    .venv-peers/bin/python experiments/encoder_init.py [--quick] [--regime superposition]
+        [--kinds topk,batchtopk] [--widths 256,1024,4096] [--ks 8,32] [--norms 1,0.3,0.1]
+        [--seeds 0 1 2] [--lr LR] [--out results/encoder_init]
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,21 +39,34 @@ from _sae_common import endless_batches, heldout_fvu  # noqa: E402
 
 NAME = "encoder_init"
 SIZES: dict[str, dict[str, Any]] = {
-    "full": dict(d_in=64, n_features=512, l0=8.0, batch=1024, steps=400, n_eval=8192,
-                 kinds="topk,batchtopk", widths="1024", ks="8,32", norms="1,0.1",
-                 seeds=(0, 1, 2)),
+    "superposition": dict(d_in=64, n_features=512, l0=8.0, batch=1024, steps=400, n_eval=8192,
+                          kinds="topk,batchtopk", widths="1024", ks="8,32", norms="1,0.3,0.1",
+                          seeds=(0, 1, 2), aux_off_arms=False, spec={}, train={}),
+    "surplus": dict(d_in=32, n_features=256, l0=4.0, batch=256, steps=128, n_eval=4096,
+                    kinds="topk", widths="512", ks="4", norms="1,0.3,0.1", seeds=(0, 1, 2),
+                    aux_off_arms=True, spec=dict(lr=1e-2, dead_tokens=8192),
+                    train=dict(decay_frac=0.0)),
     "quick": dict(d_in=16, n_features=48, l0=3.0, batch=128, steps=6, n_eval=256,
-                  kinds="topk", widths="64", ks="4", norms="1,0.1", seeds=(0,)),
+                  kinds="topk", widths="64", ks="4", norms="1,0.1", seeds=(0,),
+                  aux_off_arms=True, spec={}, train={}),
 }  # fmt: skip
-KEYS = ["kind", "d_sae", "k", "seed", "steps"]
+KEYS = ["regime", "kind", "d_sae", "k", "seed", "steps"]
 
 
 def _flags(p: Any) -> None:
     seeds_flag(p)
+    p.add_argument("--regime", choices=["superposition", "surplus"], default="superposition",
+                   help="the data and cells (see the module docstring)")
     for name in ("kinds", "widths", "ks", "norms"):
         p.add_argument(f"--{name}", default=None,
                        help=f"comma-separated (default: the size's {name})")  # fmt: skip
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None,
+                   help="featlab's lr for every arm (default: the regime's, else featlab's)")
+
+
+def _ints(csv: str) -> list[int]:
+    return [int(v) for v in csv.split(",")]
 
 
 def _scores(x_eval: torch.Tensor, x_hat: torch.Tensor, W_dec: torch.Tensor, feats: Any,
@@ -57,7 +77,8 @@ def _scores(x_eval: torch.Tensor, x_hat: torch.Tensor, W_dec: torch.Tensor, feat
                 live_frac=float(live.float().mean()))  # fmt: skip
 
 
-def run_cell(kind: str, width: int, k: int, seed: int, size: dict, norms: list[float]) -> list:
+def run_cell(regime: str, kind: str, width: int, k: int, seed: int, size: dict,
+             norms: list[float]) -> list:  # fmt: skip
     from featlab.datasets import make_superposition
     from featlab.sae import train_saes
 
@@ -65,16 +86,22 @@ def run_cell(kind: str, width: int, k: int, seed: int, size: dict, norms: list[f
     data = make_superposition(steps * batch + size["n_eval"], n_features=size["n_features"],
                               d=size["d_in"], l0=size["l0"], seed=seed)  # fmt: skip
     x, x_eval = data.acts[: steps * batch], data.acts[steps * batch :]
-    specs = [dict(kind=kind, d_sae=width, k=k, encoder_init_norm=n) for n in norms]
+    arms = {f"featlab, encoder_init_norm {n:g}": dict(encoder_init_norm=n) for n in norms}
+    if size["aux_off_arms"]:
+        arms |= {f"featlab, encoder_init_norm {n:g}, AuxK off": dict(encoder_init_norm=n,
+                                                                      aux_coef=0.0)
+                 for n in norms}  # fmt: skip
+    specs = [dict(kind=kind, d_sae=width, k=k, **size["spec"], **hp) for hp in arms.values()]
     saes = train_saes(endless_batches(x, batch), specs, tokens=steps * batch, batch_size=batch,
-                      seed=seed, progress=False)  # fmt: skip
-    base = dict(kind=kind, d_sae=width, k=k, seed=seed, steps=steps)
+                      seed=seed, progress=False, **size["train"])  # fmt: skip
+    base = dict(regime=regime, kind=kind, d_sae=width, k=k, seed=seed, steps=steps)
     rows = []
     with torch.no_grad():
-        for norm, sae in zip(norms, saes, strict=True):
+        for arm, sae in zip(arms, saes, strict=True):
             live = (sae.encode(x_eval) > 0).any(0)
-            rows.append({**base, "arm": f"featlab, encoder_init_norm {norm:g}",
-                         **_scores(x_eval, sae(x_eval).x_hat, sae.W_dec, data.features, live)})
+            rows.append({**base, "arm": arm,
+                         **_scores(x_eval, sae(x_eval).x_hat, sae.W_dec, data.features, live),
+                         "dead_frac": float(sae.dead_mask().float().mean())})  # fmt: skip
     if kind == "topk" and installed("sparsify"):
         from _peers import sparsify_heldout, train_sparsify
 
@@ -88,11 +115,12 @@ def run_cell(kind: str, width: int, k: int, seed: int, size: dict, norms: list[f
 def summary(cells: pd.DataFrame) -> pd.DataFrame:
     """Per (kind, width, k, arm): mean and 95 % interval half-width over seeds."""
     out = []
-    for key, g in cells.groupby(["kind", "d_sae", "k", "arm"], sort=False):
-        row: dict[str, Any] = dict(zip(["kind", "d_sae", "k", "arm"], key, strict=True))
+    cols = ["regime", "kind", "d_sae", "k", "arm"]
+    for key, g in cells.groupby(cols, sort=False):
+        row: dict[str, Any] = dict(zip(cols, key, strict=True))
         row["n_seeds"] = len(g)
-        for col in ("fvu", "mmcs", "live_frac"):
-            m, lo, hi = mean_ci(g[col])
+        for col in ("fvu", "mmcs", "live_frac", "dead_frac"):
+            m, lo, hi = mean_ci(g[col] if col in g else [])
             row[col], row[f"{col}_ci"] = m, (hi - lo) / 2
         out.append(row)
     return pd.DataFrame(out)
@@ -101,8 +129,8 @@ def summary(cells: pd.DataFrame) -> pd.DataFrame:
 def figure(cells: pd.DataFrame) -> Any:
     import plotly.express as px
 
-    df = cells.assign(cell=cells["kind"] + " " + cells["d_sae"].astype(str) + " latents, k "
-                      + cells["k"].astype(str))  # fmt: skip
+    df = cells.assign(cell=cells["regime"] + ", " + cells["kind"] + " "
+                      + cells["d_sae"].astype(str) + " latents, k " + cells["k"].astype(str))
     return px.scatter(df, x="fvu", y="mmcs", color="arm", facet_col="cell", facet_col_wrap=3,
                       hover_data=["seed", "live_frac"],
                       title="The encoder's initial norm: held-out FVU and MMCS per seed")
@@ -111,11 +139,14 @@ def figure(cells: pd.DataFrame) -> Any:
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__, argv, extra=_flags)
     torch.set_num_threads(args.threads)
-    size = dict(SIZES["quick" if args.quick else "full"])
+    regime = args.regime
+    size = dict(SIZES["quick" if args.quick else regime])
     for key in ("kinds", "widths", "ks", "norms"):
         size[key] = getattr(args, key) or size[key]
     if args.steps:
         size["steps"] = args.steps
+    if args.lr is not None:
+        size["spec"] = {**size["spec"], "lr": args.lr}
     norms = [float(v) for v in size["norms"].split(",")]
     if "topk" in size["kinds"] and not installed("sparsify"):
         print(f"{NAME}: sparsify is not installed, so its rows are skipped "
@@ -123,21 +154,22 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args.out.mkdir(parents=True, exist_ok=True)
     done_path = args.out / "cells.csv"
     cells = pd.read_csv(done_path) if done_path.exists() and not args.quick else pd.DataFrame()
-    for kind in size["kinds"].split(","):
-        for width in [int(v) for v in size["widths"].split(",")]:
-            for k in [int(v) for v in size["ks"].split(",")]:
-                for seed in list(args.seeds or size["seeds"]):
-                    key = dict(kind=kind, d_sae=width, k=k, seed=seed, steps=size["steps"])
-                    if not cells.empty and (cells[KEYS] == pd.Series(key)).all(axis=1).any():
-                        continue
-                    rows = run_cell(kind, width, k, seed, size, norms)
-                    cells = pd.concat([cells, pd.DataFrame(rows)], ignore_index=True)
-                    if not args.quick:
-                        from featlab._atomic import atomic_path
+    if not cells.empty and "regime" not in cells:  # written before --regime existed
+        cells.insert(0, "regime", "superposition")
+    grid = itertools.product(size["kinds"].split(","), _ints(size["widths"]), _ints(size["ks"]),
+                             list(args.seeds or size["seeds"]))  # fmt: skip
+    for kind, width, k, seed in grid:
+        key = dict(regime=regime, kind=kind, d_sae=width, k=k, seed=seed, steps=size["steps"])
+        if not cells.empty and (cells[KEYS] == pd.Series(key)).all(axis=1).any():
+            continue
+        rows = run_cell(regime, kind, width, k, seed, size, norms)
+        cells = pd.concat([cells, pd.DataFrame(rows)], ignore_index=True)
+        if not args.quick:
+            from featlab._atomic import atomic_path
 
-                        with atomic_path(done_path) as tmp:
-                            cells.to_csv(tmp, index=False)
-                    print(f"{NAME}: {kind} d_sae={width} k={k} seed={seed} done", file=sys.stderr)
+            with atomic_path(done_path) as tmp:
+                cells.to_csv(tmp, index=False)
+        print(f"{NAME}: {regime} {kind} d_sae={width} k={k} seed={seed} done", file=sys.stderr)
     table = summary(cells)
     write_outputs(NAME, table, figure(cells), args.out, extra_tables={f"{NAME}_runs": cells})
     print_tables(table)

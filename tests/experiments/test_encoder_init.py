@@ -13,7 +13,7 @@ from tests.experiments.scripts import load_experiment
 
 def test_summary_gives_each_arm_its_mean_and_interval() -> None:
     mod = load_experiment("encoder_init")
-    base = dict(kind="topk", d_sae=64, k=4, steps=6, live_frac=1.0)
+    base = dict(regime="superposition", kind="topk", d_sae=64, k=4, steps=6, live_frac=1.0)
     cells = pd.DataFrame([
         {**base, "seed": 0, "arm": "a", "fvu": 0.2, "mmcs": 0.5},
         {**base, "seed": 1, "arm": "a", "fvu": 0.4, "mmcs": 0.7},
@@ -32,9 +32,12 @@ def test_quick_run_trains_every_norm(tmp_path: Path, capsys: pytest.CaptureFixtu
     mod.main(["--quick", "--out", str(tmp_path)])
     runs = pd.read_csv(tmp_path / "encoder_init_runs.csv")
     featlab = runs[runs["arm"].str.startswith("featlab")]
-    assert sorted(featlab["arm"]) == ["featlab, encoder_init_norm 0.1",
-                                      "featlab, encoder_init_norm 1"]  # fmt: skip
+    assert sorted(featlab["arm"]) == [
+        "featlab, encoder_init_norm 0.1", "featlab, encoder_init_norm 0.1, AuxK off",
+        "featlab, encoder_init_norm 1", "featlab, encoder_init_norm 1, AuxK off",
+    ]  # fmt: skip
     assert featlab["fvu"].between(0, 2).all() and featlab["mmcs"].between(0, 1).all()
+    assert featlab["dead_frac"].between(0, 1).all()
     assert (tmp_path / "encoder_init.md").is_file() and (tmp_path / "encoder_init.html").is_file()
     if not mod.installed("sparsify"):
         assert "sparsify is not installed" in capsys.readouterr().err
