@@ -5,7 +5,9 @@ Both train on the same superposition batches in the same order, in one process: 
 `Trainer` trains it with its defaults (`_peers.train_sparsify`: FVU loss, schedule-free
 Signum at 5e-3 / sqrt(d_sae / 2**14), b_dec at the batch mean). A third arm is featlab's
 previous default (Adam at Gao et al.'s 2e-4 / sqrt(d_sae / 2**14), the encoder started at
-the decoder's plain transpose), so the table shows the before and after. Runs alternate
+the decoder's plain transpose), so the table shows the before and after; a fourth is
+featlab's defaults with AuxK off (`aux_coef=0`), as sparsify's defaults have it
+(`auxk_alpha=0`), which prices featlab's AuxK in the same process. Runs alternate
 (featlab, sparsify, ...) over the seeds and each arm's best wall-clock time per seed is kept.
 FVU is measured on held-out rows with one formula for all; MMCS is the mean over true
 features of the best cosine with a decoder row.
@@ -39,7 +41,13 @@ SIZES: dict[str, dict[str, Any]] = {
     "quick": dict(d_in=16, n_features=48, l0=3.0, batch=128, steps=4, n_eval=256,
                   widths="64", ks="4", seeds=(0,)),
 }  # fmt: skip
-ARMS = ("featlab", "featlab 0.1 (Adam 2e-4)", "sparsify")
+ARMS = ("featlab", "featlab, AuxK off", "featlab 0.1 (Adam 2e-4)", "sparsify")
+_ARM_KWARGS: dict[str, Any] = {
+    "featlab": lambda width: {},
+    "featlab, AuxK off": lambda width: dict(aux_coef=0.0),
+    "featlab 0.1 (Adam 2e-4)": lambda width: dict(optimizer="adam", lr=gao_lr(width),
+                                                  encoder_init_norm=1.0),
+}  # fmt: skip
 
 
 def _flags(p: Any) -> None:
@@ -57,11 +65,10 @@ def train_arm(arm: str, x: torch.Tensor, width: int, k: int, size: dict, seed: i
         return seconds, lambda xe: sae(xe).sae_out, sae.W_dec
     from featlab.sae import train_sae
 
-    old = {} if arm == "featlab" else dict(optimizer="adam", lr=gao_lr(width),
-                                           encoder_init_norm=1.0)  # fmt: skip
+    kwargs = _ARM_KWARGS[arm](width)
     t0 = time.perf_counter()
     sae = train_sae(endless_batches(x, batch), kind="topk", d_sae=width, k=k, tokens=steps * batch,
-                    batch_size=batch, seed=seed, progress=False, **old)  # fmt: skip
+                    batch_size=batch, seed=seed, progress=False, **kwargs)  # fmt: skip
     return time.perf_counter() - t0, lambda xe: sae(xe).x_hat, sae.W_dec
 
 
