@@ -33,8 +33,9 @@ DEAD_TOKENS_FRACTION = 0.1
 # TopK family's "encoder_init_norm" hyperparameter. experiments/encoder_init.py measured 1, 0.3
 # and 0.1 (Anthropic's April 2024 init, SAELens's decoder_init_norm) over three seeds: at 0.3
 # TopK k 32 reaches MMCS 0.49 (1: 0.44, 0.1: 0.52; sparsify 0.46) and AuxK still revives
-# latents; at 0.1, in tests/sae/test_topk.py's dying regime at lr 1e-2, AuxK no longer lowers
-# the dead fraction (0.20 with it, 0.17 without; 0.3: 0.04 and 0.11).
+# latents; at 0.1, in the dying regime of `encoder_init.py --regime surplus` (tests/sae/
+# test_topk.py's AuxK test), AuxK no longer lowers the dead fraction (0.235 with it, 0.218
+# without; 0.3: 0.055 and 0.145).
 ENCODER_INIT_NORM = 0.3
 
 
