@@ -113,7 +113,7 @@ def test_encoder_initialised_as_decoder_transpose():
 
     sae = build_sae(make_config("topk", 6, 10, 2))
     torch.testing.assert_close(sae.W_enc, ENCODER_INIT_NORM * sae.W_dec.T)
-    assert sae.hp.encoder_init_norm == ENCODER_INIT_NORM
+    assert sae.hp.encoder_init_norm == ENCODER_INIT_NORM == 0.3
 
 
 def test_auxk_lowers_dead_fraction():
