@@ -16,8 +16,12 @@ gathered dot products and a row-wise top-k.
   2-4x more when few latents are dead). One pass per row keeping a sorted k-list; a value
   enters only if it beats the current k-th, which after the first few hundred entries is
   rare, so the pass compares the maximum of each block of 16 entries (computed vectorised up
-  front) and gathers, without a branch, the entries of the blocks that beat it. The first
-  chunk's k-th largest block maximum is a floor under the row's k-th largest entry, so the
+  front) and gathers, without a branch, the entries of the blocks that beat it. A block is a
+  stripe of columns ``b, b + n, ..., b + 15 n`` (``n`` = width // 16), not 16 neighbours: its
+  maxima are then 16 vertical maxima over contiguous runs, which vectorise without a
+  horizontal reduction; candidates arrive out of column order, so the k-list breaks ties by
+  index (1.2x at 1024 latents, 2.5x at 4096, 3.4x at 16k over contiguous blocks, measured).
+  The first chunk's k-th largest block maximum is a floor under the row's k-th largest entry, so the
   k-list starts high; a row with fewer blocks than k (AuxK's 32 among a few hundred dead
   latents) takes the smallest maximum of k groups of entries instead. ``torch.topk`` on CPU
   is 1.5-4x slower (2x at 1024 latents). (Tried and dropped: a heap for k = 32, slower than
@@ -152,10 +156,11 @@ def gather_dot(grad: Any, idx: Any, W: Any, out: Any) -> None:
 @njit(**_JIT, inline="always")
 def _push(v: Any, ix: Any, last: int, x: Any, f: int) -> None:
     """Insert ``(x, f)`` into the descending list ``v, ix`` whose slot ``last`` is the one
-    given up (the k-th once the list is full, the first free slot before); equal values keep
-    their place ahead of it, so ties go to the lower index."""
+    given up (the k-th once the list is full, the first free slot before); an equal value
+    goes behind those of lower index and ahead of the others, so ties go to the lower index
+    whatever order the entries come in."""
     s = last
-    while s > 0 and v[s - 1] < x:
+    while s > 0 and (v[s - 1] < x or (v[s - 1] == x and ix[s - 1] > f)):
         v[s] = v[s - 1]
         ix[s] = ix[s - 1]
         s -= 1
@@ -165,15 +170,17 @@ def _push(v: Any, ix: Any, last: int, x: Any, f: int) -> None:
 
 @njit(**_JIT, fastmath={"nnan", "reassoc"})
 def _block_maxima(row: Any, maxima: Any) -> None:
-    """``maxima[b]``: the maximum of the full block ``16 b .. 16 b + 15`` of ``row``. Max is
-    associative, so letting LLVM reassociate (which is what vectorises the reduction) changes
-    no result for NaN-free rows."""
-    for b in range(row.shape[0] // _BLOCK):
-        s = b * _BLOCK
-        top = row[s]
-        for j in range(1, _BLOCK):
-            top = max(top, row[s + j])
-        maxima[b] = top
+    """``maxima[b]``: the maximum of block ``b``, the stripe ``b, b + n, ..., b + 15 n`` of
+    ``row`` (``n = len(row) // 16``). Striped rather than contiguous blocks make this 16
+    vertical maxima over contiguous runs, which vectorise without a horizontal reduction
+    (3x faster than the maxima of contiguous blocks of 16, measured at 1024 latents)."""
+    n = row.shape[0] // _BLOCK
+    for b in range(n):
+        maxima[b] = row[b]
+    for j in range(1, _BLOCK):
+        run = row[j * n : (j + 1) * n]
+        for b in range(n):
+            maxima[b] = max(maxima[b], run[b])
 
 
 @njit(**_JIT, fastmath={"nnan", "reassoc"})
@@ -195,7 +202,8 @@ def _group_floor(row: Any, k: int) -> Any:
 @njit(**_JIT, inline="always")
 def _row_topk(row: Any, k: int, v: Any, ix: Any, maxima: Any, cand_v: Any, cand_i: Any) -> None:
     """``v, ix [k]``: the top ``k`` of ``row``, descending, ties to the lower index; slots
-    without a candidate hold ``-inf`` / ``-1``. Scratch: ``maxima`` of ``len(row) // 16``,
+    without a candidate hold ``-inf`` / ``-1``. Scratch: ``maxima`` of ``len(row) // 16`` (the
+    stripes' maxima, see `_block_maxima`),
     ``cand_v, cand_i`` of ``16 * _CHUNK_BLOCKS``."""
     width = row.shape[0]
     v[:] = -np.inf
@@ -229,15 +237,16 @@ def _row_topk(row: Any, k: int, v: Any, ix: Any, maxima: Any, cand_v: Any, cand_
         m = 0
         for b in range(c0, min(n_full, c0 + _CHUNK_BLOCKS)):
             if maxima[b] >= cut:
-                for f in range(b * _BLOCK, (b + 1) * _BLOCK):
+                for f in range(b, _BLOCK * n_full, n_full):
                     x = row[f]
                     cand_v[m] = x
                     cand_i[m] = f
                     m += x >= cut
-        for c in range(m):  # in column order, so ties keep the lower index
+        for c in range(m):  # stripes interleave columns: a tie goes to the lower index
             x = cand_v[c]
-            if x > thr:
-                _push(v, ix, min(filled, k - 1), x, cand_i[c])
+            f = cand_i[c]
+            if x > thr or (x == thr and f < ix[k - 1]):
+                _push(v, ix, min(filled, k - 1), x, f)
                 filled += 1
                 thr = v[k - 1]
     for f in range(n_full * _BLOCK, width):

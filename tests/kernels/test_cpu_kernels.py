@@ -87,7 +87,8 @@ def test_training_step_uses_the_kernels_unless_forced_off(monkeypatch: pytest.Mo
          "chunks", "big-k"],
 )  # fmt: skip
 def test_row_topk_across_block_and_chunk_boundaries(width: int, k: int) -> None:
-    """The kernel scans blocks of 16 in chunks of 64 blocks; rows whose width or k sit at those
+    """The kernel scans blocks of 16 (stripes of columns) in chunks of 64 blocks and the columns
+    past the last full stripe on their own; rows whose width or k sit at those
     edges select exactly what torch.topk selects, ties included. With fewer blocks than k in
     the first chunk (group-floor: the main top 40 of 600 and AuxK's 21 of about 240) the floor
     comes from groups of entries instead."""
