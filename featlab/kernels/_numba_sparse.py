@@ -16,18 +16,22 @@ gathered dot products and a row-wise top-k.
   2-4x more when few latents are dead). One pass per row keeping a sorted k-list; a value
   enters only if it beats the current k-th, which after the first few hundred entries is
   rare, so the pass compares the maximum of each block of 16 entries (computed vectorised up
-  front) and gathers, without a branch, the entries of the blocks that beat it. A block is a
-  stripe of columns ``b, b + n, ..., b + 15 n`` (``n`` = width // 16), not 16 neighbours: its
-  maxima are then 16 vertical maxima over contiguous runs, which vectorise without a
-  horizontal reduction; candidates arrive out of column order, so the k-list breaks ties by
-  index (1.2x at 1024 latents, 2.5x at 4096, 3.4x at 16k over contiguous blocks, measured).
-  The first chunk's k-th largest block maximum is a floor under the row's k-th largest entry, so the
-  k-list starts high; a row with fewer blocks than k (AuxK's 32 among a few hundred dead
-  latents) takes the smallest maximum of k groups of entries instead. ``torch.topk`` on CPU
-  is 1.5-4x slower (2x at 1024 latents). (Tried and dropped: a heap for k = 32, slower than
-  the sorted list; replacing the minimum of an unsorted k-list, and ranking the candidates
-  by counting, both slower: numba does not vectorise the count, and the branches of both
-  mispredict.)
+  front) and gathers, without a branch, the entries of the blocks that reach a floor under
+  the row's k-th largest. A block is a stripe of columns ``b, b + n, ..., b + 15 n`` (``n`` =
+  width // 16), not 16 neighbours: its maxima are then 16 vertical maxima over contiguous
+  runs, which vectorise without a horizontal reduction; candidates arrive out of column
+  order, so the k-list breaks ties by index. The floor is a value k block maxima reach,
+  found by bisection on counts (which vectorise); rows with no more blocks than k (AuxK's 32
+  among a few hundred dead latents) use shallower stripes. Against the kernel before this
+  scheme (contiguous blocks, a floor from a k-list over the first 64 blocks), on one thread
+  (1024 superposition rows times a random encoder; the same selection, ties included): 2x at 1024
+  latents, 4x at 4096 and 16k (k 8), 3x at k 32-64; with AuxK's 32 among the dead latents
+  1.3-1.5x at 1024 latents and 2-2.6x among thousands. ``torch.topk`` on CPU is slower still.
+  (Tried and dropped: a heap for k = 32, slower than the sorted list; binary-search inserts,
+  slower; replacing the minimum of an unsorted k-list, and ranking the candidates by
+  counting, both slower: numba does not vectorise the count, and the branches of both
+  mispredict; AuxK's candidates above the previous row's k-th, no faster: rows differ too
+  much.)
 
 Rows are independent (``prange``); like :mod:`featlab.kernels._numba_pursuit`, the kernels
 run on torch's OpenMP team, compile on first use and are cached on disk.
@@ -43,6 +47,7 @@ from numba import njit, prange
 _JIT = dict(nogil=True, cache=True, boundscheck=False)
 _BLOCK = 16  # entries topk_rows compares against the k-th at once
 _CHUNK_BLOCKS = 64  # blocks gathered from before their candidates enter the k-list
+_FLOOR_STEPS = 12  # bisection steps of _floor_of_maxima at most
 
 
 @njit(**_JIT)
@@ -169,65 +174,68 @@ def _push(v: Any, ix: Any, last: int, x: Any, f: int) -> None:
 
 
 @njit(**_JIT, fastmath={"nnan", "reassoc"})
-def _block_maxima(row: Any, maxima: Any) -> None:
-    """``maxima[b]``: the maximum of block ``b``, the stripe ``b, b + n, ..., b + 15 n`` of
-    ``row`` (``n = len(row) // 16``). Striped rather than contiguous blocks make this 16
-    vertical maxima over contiguous runs, which vectorise without a horizontal reduction
-    (3x faster than the maxima of contiguous blocks of 16, measured at 1024 latents)."""
-    n = row.shape[0] // _BLOCK
+def _block_maxima(row: Any, depth: int, maxima: Any) -> int:
+    """``maxima[b]``, b < n: the maximum of block ``b``, the stripe ``b, b + n, ..., b + (depth
+    - 1) n`` of ``row`` (``n = len(row) // depth``, returned). Striped rather than contiguous
+    blocks make this ``depth`` vertical maxima over contiguous runs, which vectorise without
+    a horizontal reduction (3x faster than contiguous blocks of 16 at 1024 latents)."""
+    n = row.shape[0] // depth
     for b in range(n):
         maxima[b] = row[b]
-    for j in range(1, _BLOCK):
+    for j in range(1, depth):
         run = row[j * n : (j + 1) * n]
         for b in range(n):
             maxima[b] = max(maxima[b], run[b])
+    return n
 
 
 @njit(**_JIT, fastmath={"nnan", "reassoc"})
-def _group_floor(row: Any, k: int) -> Any:
-    """The smallest of the maxima of ``k`` consecutive groups of ``len(row) // k`` entries
-    (the last group takes the rest): k distinct entries are at least this, so the row's k-th
-    largest is too. On random rows of 75 entries per group about 5 % of the row is above it."""
-    size = row.shape[0] // k
-    floor = np.inf
-    for g in range(k):
-        s = g * size
-        top = row[s]
-        for f in range(s + 1, row.shape[0] if g == k - 1 else s + size):
-            top = max(top, row[f])
-        floor = min(floor, top)
-    return floor
+def _floor_of_maxima(maxima: Any, n: int, k: int) -> Any:
+    """A value that at least ``k`` of ``maxima[:n]`` (n >= k) reach, close to the k-th largest
+    of them: k blocks then hold an entry at least this, so the row's k-th largest is too.
+    Bisection on counts, which vectorise, rather than a k-list over the maxima, whose inserts
+    do not; it stops once at most 2k maxima reach the value."""
+    lo = maxima[0]
+    hi = maxima[0]
+    for b in range(1, n):
+        lo = min(lo, maxima[b])
+        hi = max(hi, maxima[b])
+    if not -np.inf < lo < hi < np.inf:  # one value, or infinities: mid would be inf or NaN
+        return lo
+    for _ in range(_FLOOR_STEPS):
+        mid = lo + (hi - lo) * 0.5
+        if not lo < mid < hi:
+            break
+        c = 0
+        for b in range(n):
+            c += maxima[b] >= mid
+        if c < k:
+            hi = mid
+            continue
+        lo = mid
+        if c <= 2 * k:
+            break
+    return lo
 
 
 @njit(**_JIT, inline="always")
 def _row_topk(row: Any, k: int, v: Any, ix: Any, maxima: Any, cand_v: Any, cand_i: Any) -> None:
     """``v, ix [k]``: the top ``k`` of ``row``, descending, ties to the lower index; slots
-    without a candidate hold ``-inf`` / ``-1``. Scratch: ``maxima`` of ``len(row) // 16`` (the
-    stripes' maxima, see `_block_maxima`),
-    ``cand_v, cand_i`` of ``16 * _CHUNK_BLOCKS``."""
+    without a candidate hold ``-inf`` / ``-1``. Scratch: ``maxima`` of ``len(row) + 1`` (the
+    blocks' maxima, see `_block_maxima`), ``cand_v, cand_i`` of ``16 * _CHUNK_BLOCKS``."""
     width = row.shape[0]
     v[:] = -np.inf
     ix[:] = -1
-    _block_maxima(row, maxima)
-    n_full = width // _BLOCK
-    # k blocks hold an entry at least as large as the k-th largest block maximum, so the row's
-    # k-th largest entry is no smaller: blocks below that floor hold none of the top k. The
-    # k-list over the first chunk's maxima finds one; about k of its blocks are left, whose
-    # entries at or above the floor are gathered without a branch, and only those go through
-    # the k-list. Later chunks gather above the running k-th, which has risen by then.
-    floor = -np.inf
-    first = min(n_full, _CHUNK_BLOCKS)
-    if first > k:
-        filled = 0
-        for b in range(first):
-            if maxima[b] > v[k - 1]:
-                _push(v, ix, min(filled, k - 1), maxima[b], b)
-                filled += 1
-        floor = v[k - 1]
-        v[:] = -np.inf
-        ix[:] = -1
-    elif width >= 2 * k:  # too few blocks for that (AuxK's k = 32 among a few hundred dead)
-        floor = _group_floor(row, k)
+    # blocks of 16, or shallower ones where 16 would leave no more blocks than k (AuxK's 32
+    # among a few hundred dead latents), so that a floor exists
+    depth = _BLOCK
+    while depth > 1 and width // depth <= k:
+        depth //= 2
+    n_full = _block_maxima(row, depth, maxima)
+    # Blocks below the floor hold none of the top k; about k blocks reach it, whose entries at
+    # or above it are gathered without a branch, and only those go through the k-list, a
+    # chunk of blocks at a time above the running k-th once the list is full.
+    floor = _floor_of_maxima(maxima, n_full, k) if n_full > k else -np.inf
     # until the list is full an entry shifts only past the filled slots (the insertion sort
     # of the first k), not past all k: 3x fewer moves for AuxK's k = 32
     filled = 0
@@ -237,7 +245,7 @@ def _row_topk(row: Any, k: int, v: Any, ix: Any, maxima: Any, cand_v: Any, cand_
         m = 0
         for b in range(c0, min(n_full, c0 + _CHUNK_BLOCKS)):
             if maxima[b] >= cut:
-                for f in range(b, _BLOCK * n_full, n_full):
+                for f in range(b, depth * n_full, n_full):
                     x = row[f]
                     cand_v[m] = x
                     cand_i[m] = f
@@ -249,7 +257,7 @@ def _row_topk(row: Any, k: int, v: Any, ix: Any, maxima: Any, cand_v: Any, cand_
                 _push(v, ix, min(filled, k - 1), x, f)
                 filled += 1
                 thr = v[k - 1]
-    for f in range(n_full * _BLOCK, width):
+    for f in range(n_full * depth, width):
         x = row[f]
         if x > thr:
             _push(v, ix, min(filled, k - 1), x, f)
@@ -295,7 +303,7 @@ def topk_rows(
     for t in prange(n_tasks):
         picked = np.empty(n_cols, pre.dtype)
         span = max(width, n_cols)
-        maxima = np.empty(span // _BLOCK + 1, pre.dtype)
+        maxima = np.empty(span + 1, pre.dtype)
         cand_v = np.empty(_CHUNK_BLOCKS * _BLOCK, pre.dtype)
         cand_i = np.empty(_CHUNK_BLOCKS * _BLOCK, np.int64)
         for i in range(t * _ROWS_PER_TASK, min(n, (t + 1) * _ROWS_PER_TASK)):

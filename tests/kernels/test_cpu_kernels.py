@@ -36,6 +36,26 @@ def test_row_topk_ties_go_to_the_lower_index_and_short_rows_fill_with_minus_inf(
     assert out.aux_values[0].tolist() == [0.5, 0.0, 0.0]  # ReLU(-inf) = 0, like the reference
 
 
+@pytest.mark.parametrize("width", [7, 40, 1000])
+def test_row_topk_of_constant_and_infinite_rows(width: int) -> None:
+    """The floor's bisection meets rows of one value (every block maximum equal) and rows
+    holding infinities (no finite midpoint) and still selects as a stable sort does."""
+    g = torch.Generator().manual_seed(width)
+    pre = torch.randn(4, width, generator=g)
+    pre[0] = 2.0
+    pre[1, ::3] = float("-inf")
+    pre[2, 1::5] = float("inf")
+    pre[3] = float("-inf")
+    pre[3, width // 2] = 1.0
+    k = 5
+    got = select_topk(pre, k, cpu_kernel=True)
+    order = torch.sort(pre, dim=1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(got.indices[:3], order[:3])
+    assert got.indices[0].tolist() == list(range(k))
+    assert torch.equal(got.values, pre.gather(1, order).relu())
+    assert got.indices[3, 0] == width // 2 and len(set(got.indices[3].tolist())) == k
+
+
 def test_row_topk_keeps_the_gradient_of_the_selected_values() -> None:
     pre = torch.randn(5, 40, requires_grad=True)
     select_topk(pre, 3, cpu_kernel=True).values.sum().backward()
@@ -83,15 +103,15 @@ def test_training_step_uses_the_kernels_unless_forced_off(monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("width", "k"),
     [(15, 4), (48, 5), (40, 8), (600, 40), (16 * 64 + 7, 8), (16 * 200 + 3, 32), (3000, 64)],
-    ids=["partial-block", "k-above-blocks", "k-equal-blocks", "group-floor", "one-chunk",
+    ids=["partial-block", "k-above-blocks", "k-equal-blocks", "shallow-blocks", "one-chunk",
          "chunks", "big-k"],
 )  # fmt: skip
 def test_row_topk_across_block_and_chunk_boundaries(width: int, k: int) -> None:
     """The kernel scans blocks of 16 (stripes of columns) in chunks of 64 blocks and the columns
     past the last full stripe on their own; rows whose width or k sit at those
-    edges select exactly what torch.topk selects, ties included. With fewer blocks than k in
-    the first chunk (group-floor: the main top 40 of 600 and AuxK's 21 of about 240) the floor
-    comes from groups of entries instead."""
+    edges select exactly what torch.topk selects, ties included. Rows with no more blocks of 16
+    than k (shallow-blocks: the main top 40 of 600 and AuxK's 21 of about 240) take shallower
+    stripes."""
     g = torch.Generator().manual_seed(width)
     # few distinct values: ties everywhere, resolved to the lower index on both sides
     pre = torch.randint(-50, 50, (40, width), generator=g).float()
