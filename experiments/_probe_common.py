@@ -7,6 +7,7 @@ kaleido can render; its failure is reported, the HTML is always there) under ``-
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,26 @@ def parse_args(name: str, doc: str | None, argv: list[str] | None = None,
     if extra is not None:
         extra(p)
     return p.parse_args(argv)
+
+
+def comma_list(cast: Callable[[str], Any]) -> Callable[[str], list]:
+    """An argparse ``type`` (and parser of a size's default) for comma-separated values:
+    ``comma_list(int)("256,1024") == [256, 1024]``. On the command line a bad item is a usage
+    error naming the form expected, not a traceback."""
+
+    def parse(text: str) -> list:
+        try:
+            return [cast(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {cast.__name__} values separated by commas, e.g. "
+                f"{_EXAMPLES.get(cast, 'a,b')}; got {text!r}"
+            ) from None
+
+    return parse
+
+
+_EXAMPLES = {int: "256,1024", float: "1,0.3"}
 
 
 def seeds_flag(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import mean_ci  # noqa: E402
 from _peers import require, train_sparsify  # noqa: E402
-from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
+from _probe_common import comma_list, parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
 from _sae_common import endless_batches, gao_lr, heldout_fvu  # noqa: E402
 
 NAME = "bench_vs_sparsify"
@@ -52,8 +52,10 @@ _ARM_KWARGS: dict[str, Any] = {
 
 def _flags(p: Any) -> None:
     seeds_flag(p)
-    p.add_argument("--widths", default=None, help="comma-separated latents (default: 1024)")
-    p.add_argument("--ks", default=None, help="comma-separated k (default: 8)")
+    p.add_argument("--widths", type=comma_list(int), default=None,
+                   help="comma-separated latents (default: 1024)")
+    p.add_argument("--ks", type=comma_list(int), default=None,
+                   help="comma-separated k (default: 8)")
     p.add_argument("--steps", type=int, default=None)
 
 
@@ -127,8 +129,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.steps:
         size["steps"] = args.steps
-    widths = [int(v) for v in (args.widths or size["widths"]).split(",")]
-    ks = [int(v) for v in (args.ks or size["ks"]).split(",")]
+    widths = args.widths or comma_list(int)(size["widths"])
+    ks = args.ks or comma_list(int)(size["ks"])
     runs = bench(size, widths, ks, list(args.seeds or size["seeds"]))
     table = summary(runs)
     write_outputs(NAME, table, figure(runs), args.out, extra_tables={f"{NAME}_runs": runs})

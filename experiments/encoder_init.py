@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import mean_ci  # noqa: E402
 from _peers import installed  # noqa: E402
-from _probe_common import parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
+from _probe_common import comma_list, parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
 from _sae_common import endless_batches, heldout_fvu  # noqa: E402
 
 NAME = "encoder_init"
@@ -51,22 +51,20 @@ SIZES: dict[str, dict[str, Any]] = {
                   aux_off_arms=True, spec={}, train={}),
 }  # fmt: skip
 KEYS = ["regime", "kind", "d_sae", "k", "seed", "steps"]
+# the comma-separated flags and the type of their items
+LISTS = {"kinds": str, "widths": int, "ks": int, "norms": float}
 
 
 def _flags(p: Any) -> None:
     seeds_flag(p)
     p.add_argument("--regime", choices=["superposition", "surplus"], default="superposition",
                    help="the data and cells (see the module docstring)")
-    for name in ("kinds", "widths", "ks", "norms"):
-        p.add_argument(f"--{name}", default=None,
+    for name, cast in LISTS.items():
+        p.add_argument(f"--{name}", type=comma_list(cast), default=None,
                        help=f"comma-separated (default: the size's {name})")  # fmt: skip
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None,
                    help="featlab's lr for every arm (default: the regime's, else featlab's)")
-
-
-def _ints(csv: str) -> list[int]:
-    return [int(v) for v in csv.split(",")]
 
 
 def _scores(x_eval: torch.Tensor, x_hat: torch.Tensor, W_dec: torch.Tensor, feats: Any,
@@ -141,13 +139,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     torch.set_num_threads(args.threads)
     regime = args.regime
     size = dict(SIZES["quick" if args.quick else regime])
-    for key in ("kinds", "widths", "ks", "norms"):
-        size[key] = getattr(args, key) or size[key]
+    for key, cast in LISTS.items():
+        size[key] = getattr(args, key) or comma_list(cast)(size[key])
     if args.steps:
         size["steps"] = args.steps
     if args.lr is not None:
         size["spec"] = {**size["spec"], "lr": args.lr}
-    norms = [float(v) for v in size["norms"].split(",")]
+    norms = size["norms"]
     if "topk" in size["kinds"] and not installed("sparsify"):
         print(f"{NAME}: sparsify is not installed, so its rows are skipped "
               "(make bench-peers, then run with .venv-peers/bin/python)", file=sys.stderr)
@@ -156,7 +154,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     cells = pd.read_csv(done_path) if done_path.exists() and not args.quick else pd.DataFrame()
     if not cells.empty and "regime" not in cells:  # written before --regime existed
         cells.insert(0, "regime", "superposition")
-    grid = itertools.product(size["kinds"].split(","), _ints(size["widths"]), _ints(size["ks"]),
+    grid = itertools.product(size["kinds"], size["widths"], size["ks"],
                              list(args.seeds or size["seeds"]))  # fmt: skip
     for kind, width, k, seed in grid:
         key = dict(regime=regime, kind=kind, d_sae=width, k=k, seed=seed, steps=size["steps"])

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peers import installed  # noqa: E402
-from _probe_common import parse_args, print_tables, write_outputs  # noqa: E402
+from _probe_common import comma_list, parse_args, print_tables, write_outputs  # noqa: E402
 from _sae_common import endless_batches  # noqa: E402
 
 NAME = "profile_sae_step"
@@ -43,7 +43,7 @@ _RULES = (  # first match wins; names are lower-cased
 
 
 def _flags(p: Any) -> None:
-    p.add_argument("--widths", default=None, help="comma-separated latents")
+    p.add_argument("--widths", type=comma_list(int), default=None, help="comma-separated latents")
     p.add_argument("--steps", type=int, default=None)
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.steps:
         size["steps"] = args.steps
-    widths = [int(v) for v in (args.widths or size["widths"]).split(",")]
+    widths = args.widths or comma_list(int)(size["widths"])
     libraries = ["featlab"]
     if installed("sparsify"):
         libraries.append("sparsify")

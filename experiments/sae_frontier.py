@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peers import installed, sparsify_lr  # noqa: E402
-from _probe_common import parse_args, print_tables, write_outputs  # noqa: E402
+from _probe_common import comma_list, parse_args, print_tables, write_outputs  # noqa: E402
 from _sae_common import endless_batches, heldout_fvu  # noqa: E402
 
 NAME = "sae_frontier"
@@ -46,11 +46,13 @@ SIZES: dict[str, dict[str, Any]] = {
 # Adam's grid reaches down to Gao et al.'s 2e-4 at 2**14 latents (0.05 of featlab's default),
 # featlab's default before this sweep
 ADAM_MULTS = (0.05, 0.25, 0.5, 1.0, 2.0)
+# the comma-separated flags and the type of their items
+LISTS = {"kinds": str, "widths": int, "ks": int, "data": str, "mults": float}
 
 
 def _flags(p: Any) -> None:
-    for name in ("kinds", "widths", "ks", "data", "mults"):
-        p.add_argument(f"--{name}", default=None,
+    for name, cast in LISTS.items():
+        p.add_argument(f"--{name}", type=comma_list(cast), default=None,
                        help=f"comma-separated (default: the size's {name})")  # fmt: skip
     p.add_argument("--steps", type=int, default=None)
 
@@ -152,15 +154,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__, argv, extra=_flags)
     torch.set_num_threads(args.threads)
     size = dict(SIZES["quick" if args.quick else "full"])
-    for key in ("kinds", "widths", "ks", "data", "mults"):
-        size[key] = getattr(args, key) or size[key]
+    for key, cast in LISTS.items():
+        size[key] = getattr(args, key) or comma_list(cast)(size[key])
     if args.steps:
         size["steps"] = args.steps
-    kinds = size["kinds"].split(",")
-    widths = [int(v) for v in size["widths"].split(",")]
-    ks = [int(v) for v in size["ks"].split(",")]
-    mults = [float(v) for v in size["mults"].split(",")]
-    datas = size["data"].split(",")
+    kinds, widths, ks, mults, datas = (size[key] for key in ("kinds", "widths", "ks", "mults",
+                                                              "data"))
     if "mqar" in datas and not Path(MQAR_MODEL).is_dir():
         print(f"{NAME}: no model in {MQAR_MODEL}, so the mqar cells are skipped "
               "(run experiments/sae_variants.py first)", file=sys.stderr)  # fmt: skip
