@@ -11,27 +11,29 @@ gathered dot products and a row-wise top-k.
 - :func:`gather_dot`: ``out[b, s] = <grad[b], W[idx[b, s]]>``, the gradient of the sparse
   code's values (torch's reference is embedding_bag's per-sample-weight backward).
 - :func:`topk_rows`: the k largest entries of each row, sorted descending, ties to the lower
-  index, and in the same visit of the row AuxK's top k_aux among a list of columns (the dead
-  latents, gathered into a contiguous row first: a -inf-masked scan of the whole row costs
-  2-4x more when few latents are dead). One pass per row keeping a sorted k-list; a value
-  enters only if it beats the current k-th, which after the first few hundred entries is
-  rare, so the pass compares the maximum of each block of 16 entries (computed vectorised up
-  front) and gathers, without a branch, the entries of the blocks that reach a floor under
-  the row's k-th largest. A block is a stripe of columns ``b, b + n, ..., b + 15 n`` (``n`` =
-  width // 16), not 16 neighbours: its maxima are then 16 vertical maxima over contiguous
-  runs, which vectorise without a horizontal reduction; candidates arrive out of column
-  order, so the k-list breaks ties by index. The floor is a value k block maxima reach,
-  found by bisection on counts (which vectorise); rows with no more blocks than k (AuxK's 32
-  among a few hundred dead latents) use shallower stripes. Against the kernel before this
-  scheme (contiguous blocks, a floor from a k-list over the first 64 blocks), on one thread
-  (1024 superposition rows times a random encoder; the same selection, ties included): 2x at 1024
-  latents, 4x at 4096 and 16k (k 8), 3x at k 32-64; with AuxK's 32 among the dead latents
-  1.3-1.5x at 1024 latents and 2-2.6x among thousands. ``torch.topk`` on CPU is slower still.
-  (Tried and dropped: a heap for k = 32, slower than the sorted list; binary-search inserts,
-  slower; replacing the minimum of an unsorted k-list, and ranking the candidates by
-  counting, both slower: numba does not vectorise the count, and the branches of both
-  mispredict; AuxK's candidates above the previous row's k-th, no faster: rows differ too
-  much.)
+  column, and in the same visit of the row AuxK's top k_aux among the dead latents: either
+  the tail of the row (the encoder's columns ordered live, then dead, by the caller) or a
+  gather of listed columns. A value enters the sorted k-list only if it beats the current
+  k-th, so the kernel first finds a few candidates without branches: the maximum of each
+  block of up to 16 entries (computed vectorised), a floor that k of those maxima reach
+  (bisection on counts, which vectorise; the row's k-th largest is then at least the floor),
+  the entries at or above it of the blocks that reach it, and a second floor by bisection
+  over those candidates, which leaves about k + k/8 for the k-list. A block is a stripe of
+  columns ``b, b + n, ..., b + 15 n`` (``n`` = width // 16), not 16 neighbours: its maxima
+  are then 16 vertical maxima over contiguous runs, which vectorise without a horizontal
+  reduction; rows with fewer than 8 blocks per entry kept take shallower stripes (fewer
+  loads per block that reaches the floor). Candidates arrive out of column order, so the
+  k-list breaks ties by column. Measured on one thread (1024 superposition rows through a
+  trained SAE's encoder, the same selection, ties included), against the kernel of
+  contiguous blocks and a floor from a k-list over the first 64 blocks: 2x at 1024 latents
+  and 4x at 4096 (k 8), 3x at k 32-64; this scheme's second floor, block compaction and
+  shallower stripes add 1.2x (k 8) to 1.8x (k 32-64); AuxK's tail instead of its gather
+  saves a quarter of the selection among 3000 dead of 4096 latents. ``torch.topk`` on CPU is
+  slower still. (Tried and dropped: a heap for k = 32, slower than the sorted list;
+  binary-search inserts, slower; replacing the minimum of an unsorted k-list, and ranking
+  the candidates by counting, both slower: numba does not vectorise the count, and the
+  branches of both mispredict; AuxK's candidates above the previous row's k-th, no faster:
+  rows differ too much; adding the bias in the kernel rather than by ``addmm``, slower.)
 
 Rows are independent (``prange``); like :mod:`featlab.kernels._numba_pursuit`, the kernels
 run on torch's OpenMP team, compile on first use and are cached on disk.
@@ -46,8 +48,8 @@ from numba import njit, prange
 
 _JIT = dict(nogil=True, cache=True, boundscheck=False)
 _BLOCK = 16  # entries topk_rows compares against the k-th at once
-_CHUNK_BLOCKS = 64  # blocks gathered from before their candidates enter the k-list
-_FLOOR_STEPS = 12  # bisection steps of _floor_of_maxima at most
+_FLOOR_STEPS = 12  # bisection steps of _floor_reached at most
+_BLOCKS_PER_K = 8  # blocks per selected entry at least: fewer blocks reach the floor
 
 
 @njit(**_JIT)
@@ -148,12 +150,13 @@ def gather_dot(grad: Any, idx: Any, W: Any, out: Any) -> None:
     products may be reassociated (vectorised); the compiled order is fixed, so deterministic."""
     B, S = idx.shape
     d = grad.shape[1]
+    zero = np.zeros(1, out.dtype)[0]  # of out's dtype: a float literal would accumulate in fp64
     for b in prange(B):
         g = grad[b]
         for s in range(S):
             r = W[idx[b, s]]
-            acc = g[0] * r[0]
-            for f in range(1, d):
+            acc = zero
+            for f in range(d):  # the whole run from 0, not 1 to d: vectorises, 2.3x faster
                 acc += g[f] * r[f]
             out[b, s] = acc
 
@@ -190,16 +193,15 @@ def _block_maxima(row: Any, depth: int, maxima: Any) -> int:
 
 
 @njit(**_JIT, fastmath={"nnan", "reassoc"})
-def _floor_of_maxima(maxima: Any, n: int, k: int) -> Any:
-    """A value that at least ``k`` of ``maxima[:n]`` (n >= k) reach, close to the k-th largest
-    of them: k blocks then hold an entry at least this, so the row's k-th largest is too.
-    Bisection on counts, which vectorise, rather than a k-list over the maxima, whose inserts
-    do not; it stops once at most 2k maxima reach the value."""
-    lo = maxima[0]
-    hi = maxima[0]
+def _floor_reached(vals: Any, n: int, k: int, most: int) -> Any:
+    """A value that at least ``k`` of ``vals[:n]`` (n >= k) reach, close to the k-th largest of
+    them. Bisection on counts, which vectorise, rather than a k-list over the values, whose
+    inserts do not; it stops once at most ``most`` values reach it (or after _FLOOR_STEPS)."""
+    lo = vals[0]
+    hi = vals[0]
     for b in range(1, n):
-        lo = min(lo, maxima[b])
-        hi = max(hi, maxima[b])
+        lo = min(lo, vals[b])
+        hi = max(hi, vals[b])
     if not -np.inf < lo < hi < np.inf:  # one value, or infinities: mid would be inf or NaN
         return lo
     for _ in range(_FLOOR_STEPS):
@@ -208,61 +210,79 @@ def _floor_of_maxima(maxima: Any, n: int, k: int) -> Any:
             break
         c = 0
         for b in range(n):
-            c += maxima[b] >= mid
+            c += vals[b] >= mid
         if c < k:
             hi = mid
             continue
         lo = mid
-        if c <= 2 * k:
+        if c <= most:
             break
     return lo
 
 
 @njit(**_JIT, inline="always")
-def _row_topk(row: Any, k: int, v: Any, ix: Any, maxima: Any, cand_v: Any, cand_i: Any) -> None:
-    """``v, ix [k]``: the top ``k`` of ``row``, descending, ties to the lower index; slots
-    without a candidate hold ``-inf`` / ``-1``. Scratch: ``maxima`` of ``len(row) + 1`` (the
-    blocks' maxima, see `_block_maxima`), ``cand_v, cand_i`` of ``16 * _CHUNK_BLOCKS``."""
+def _row_topk(
+    row: Any, cols: Any, k: int, v: Any, ix: Any, maxima: Any, blocks: Any, cand_v: Any,
+    cand_i: Any,
+) -> None:
+    """``v, ix [k]``: the top ``k`` of ``row``, descending, as the columns ``cols[p]`` of its
+    positions ``p``, ties to the lower column; slots without a candidate hold ``-inf`` / ``-1``.
+    Scratch: ``maxima, blocks, cand_v, cand_i`` of ``len(row) + 1`` (the blocks' maxima, see
+    `_block_maxima`, those reaching the floor, and the candidates)."""
     width = row.shape[0]
     v[:] = -np.inf
     ix[:] = -1
-    # blocks of 16, or shallower ones where 16 would leave no more blocks than k (AuxK's 32
-    # among a few hundred dead latents), so that a floor exists
+    # blocks of 16, or shallower ones where 16 would leave fewer than _BLOCKS_PER_K blocks per
+    # entry kept (AuxK's 32 among a few thousand dead latents): about k blocks reach the floor
+    # and each costs `depth` strided loads, so many shallow blocks beat few deep ones (1.2-1.8x
+    # for k 32-64 against "more blocks than k", the same maxima pass either way)
     depth = _BLOCK
-    while depth > 1 and width // depth <= k:
+    while depth > 1 and width // depth < _BLOCKS_PER_K * k:
         depth //= 2
     n_full = _block_maxima(row, depth, maxima)
-    # Blocks below the floor hold none of the top k; about k blocks reach it, whose entries at
-    # or above it are gathered without a branch, and only those go through the k-list, a
-    # chunk of blocks at a time above the running k-th once the list is full.
-    floor = _floor_of_maxima(maxima, n_full, k) if n_full > k else -np.inf
-    # until the list is full an entry shifts only past the filled slots (the insertion sort
-    # of the first k), not past all k: 3x fewer moves for AuxK's k = 32
-    filled = 0
-    thr = v[k - 1]
-    for c0 in range(0, n_full, _CHUNK_BLOCKS):
-        cut = max(floor, thr)
-        m = 0
-        for b in range(c0, min(n_full, c0 + _CHUNK_BLOCKS)):
-            if maxima[b] >= cut:
-                for f in range(b, depth * n_full, n_full):
-                    x = row[f]
-                    cand_v[m] = x
-                    cand_i[m] = f
-                    m += x >= cut
-        for c in range(m):  # stripes interleave columns: a tie goes to the lower index
+    # Blocks below the floor hold none of the top k; the entries at or above it of the 2k
+    # or fewer blocks that reach it are gathered without a branch...
+    floor = _floor_reached(maxima, n_full, k, 2 * k) if n_full > k else -np.inf
+    n_up = 0
+    for b in range(n_full):  # compacted first: a branch per block mispredicts (2-3x slower)
+        blocks[n_up] = b
+        n_up += maxima[b] >= floor
+    m = 0
+    for q in range(n_up):
+        b = blocks[q]
+        for f in range(b, depth * n_full, n_full):
+            x = row[f]
+            cand_v[m] = x
+            cand_i[m] = cols[f]
+            m += x >= floor
+    # ...and cut down by a second floor, over the candidates themselves, to about k + k/8:
+    # each entry of the k-list moves up to k slots, so the list must see few beyond the top k
+    if m > k:
+        cut = _floor_reached(cand_v, m, k, k + k // 8 + 1)
+        kept = 0
+        for c in range(m):
             x = cand_v[c]
-            f = cand_i[c]
-            if x > thr or (x == thr and f < ix[k - 1]):
-                _push(v, ix, min(filled, k - 1), x, f)
-                filled += 1
-                thr = v[k - 1]
+            cand_v[kept] = x
+            cand_i[kept] = cand_i[c]
+            kept += x >= cut
+        m = kept
+    # until the list is full an entry shifts only past the filled slots (the insertion sort
+    # of the first k), not past all k
+    filled = 0
+    for c in range(m):  # stripes interleave columns: a tie goes to the lower column
+        filled += _offer(v, ix, k, cand_v[c], cand_i[c], filled)
     for f in range(n_full * depth, width):
-        x = row[f]
-        if x > thr:
-            _push(v, ix, min(filled, k - 1), x, f)
-            filled += 1
-            thr = v[k - 1]
+        filled += _offer(v, ix, k, row[f], cols[f], filled)
+
+
+@njit(**_JIT, inline="always")
+def _offer(v: Any, ix: Any, k: int, x: Any, col: int, filled: int) -> int:
+    """Enter ``(x, col)`` into the top-k list ``v, ix`` holding ``filled`` entries if it beats
+    the k-th (ties: the lower column); 1 if it entered."""
+    if x > v[k - 1] or (x == v[k - 1] and col < ix[k - 1]):
+        _push(v, ix, min(filled, k - 1), x, col)
+        return 1
+    return 0
 
 
 @njit(**_JIT, inline="always")
@@ -290,37 +310,41 @@ _ROWS_PER_TASK = 16  # rows sharing one scratch allocation
 
 @njit(**_JIT, parallel=True)
 def topk_rows(
-    pre: Any, k: int, vals: Any, idx: Any, cols: Any, k_aux: int, aux_vals: Any, aux_idx: Any
+    pre: Any, cols: Any, k: int, vals: Any, idx: Any, aux_cols: Any, aux_from: int, k_aux: int,
+    aux_vals: Any, aux_idx: Any,
 ) -> None:
-    """``vals, idx [N, k]``: the top ``k`` of each row of ``pre [N, F]``, descending; with
-    ``k_aux > 0`` also ``aux_vals, aux_idx [N, k_aux]``: the top ``k_aux`` among the columns
-    ``cols`` (ascending; AuxK's dead latents). Slots beyond the candidates hold ``-inf`` at the
-    lowest unused columns (``torch.topk`` of a row masked with ``-inf`` also returns ``-inf``
-    there, at unspecified columns)."""
+    """``vals, idx [N, k]``: the top ``k`` of each row of ``pre [N, F]``, descending, as columns
+    ``cols[p]`` of its positions ``p`` (``cols [F]``; pass ``arange(F)`` for a plain row). With
+    ``k_aux > 0`` also ``aux_vals, aux_idx [N, k_aux]``: the top ``k_aux`` among AuxK's
+    candidates (the dead latents), which are either the positions from ``aux_from`` on (``aux_from
+    >= 0``: the encoder's columns were ordered live, then dead, so they need no gather) or the
+    positions ``aux_cols`` (ascending; ``cols`` must then be the identity). Slots beyond the
+    candidates hold ``-inf`` at the lowest unused columns (``torch.topk`` of a row masked with
+    ``-inf`` also returns ``-inf`` there, at unspecified columns)."""
     n, width = pre.shape
-    n_cols = cols.shape[0]
+    n_pick = aux_cols.shape[0] if aux_from < 0 else 0
     n_tasks = (n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
     for t in prange(n_tasks):
-        picked = np.empty(n_cols, pre.dtype)
-        span = max(width, n_cols)
-        maxima = np.empty(span + 1, pre.dtype)
-        cand_v = np.empty(_CHUNK_BLOCKS * _BLOCK, pre.dtype)
-        cand_i = np.empty(_CHUNK_BLOCKS * _BLOCK, np.int64)
+        picked = np.empty(n_pick, pre.dtype)
+        maxima = np.empty(width + 1, pre.dtype)
+        cand_v = np.empty(width + 1, pre.dtype)
+        cand_i = np.empty(width + 1, np.int64)
+        blocks = np.empty(width + 1, np.int64)
         for i in range(t * _ROWS_PER_TASK, min(n, (t + 1) * _ROWS_PER_TASK)):
             row = pre[i]
-            _row_topk(row, k, vals[i], idx[i], maxima, cand_v, cand_i)
+            _row_topk(row, cols, k, vals[i], idx[i], maxima, blocks, cand_v, cand_i)
             _fill_unused(idx[i], k)
             if k_aux == 0:
                 continue
-            for c in range(n_cols):  # the dead latents' entries, in column order
-                picked[c] = row[cols[c]]
-            v = aux_vals[i]
-            ix = aux_idx[i]
-            _row_topk(picked, k_aux, v, ix, maxima, cand_v, cand_i)
-            for s in range(k_aux):
-                if ix[s] >= 0:
-                    ix[s] = cols[ix[s]]
-            _fill_unused(ix, k_aux)
+            if aux_from >= 0:
+                _row_topk(row[aux_from:], cols[aux_from:], k_aux, aux_vals[i], aux_idx[i],
+                          maxima, blocks, cand_v, cand_i)  # fmt: skip
+            else:
+                for c in range(n_pick):  # the dead latents' entries, in column order
+                    picked[c] = row[aux_cols[c]]
+                _row_topk(picked, aux_cols, k_aux, aux_vals[i], aux_idx[i], maxima, blocks,
+                          cand_v, cand_i)  # fmt: skip
+            _fill_unused(aux_idx[i], k_aux)
 
 
 @njit(**_JIT)

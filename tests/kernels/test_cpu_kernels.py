@@ -170,23 +170,38 @@ def test_gather_dot_kernel_matches_embedding_bag(
     assert_close("gather_dot", got, want, want64, reduction=33)
 
 
+@pytest.mark.parametrize("ties", [False, True], ids=["continuous", "ties"])
 @pytest.mark.parametrize("aux_k", [0, 6])
 def test_blocked_encoder_equals_the_dense_reference(
-    aux_k: int, monkeypatch: pytest.MonkeyPatch
+    aux_k: int, ties: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CPU forward computes pre-activations a block of rows at a time; with blocks of 64
     rows, 150 rows take three blocks (the last one short) and select what one dense product
-    selects."""
+    selects. With AuxK it orders the encoder's columns live, then dead; with small integer
+    weights (ties everywhere) the selection still breaks ties to the lower column, as a
+    stable sort of the dense pre-activations does."""
     monkeypatch.setattr(encode, "_BLOCK_BYTES", 1)  # the 64-row minimum decides
     g = torch.Generator().manual_seed(9)
     x = torch.randn(150, 20, generator=g, dtype=torch.float64)
     W = torch.randn(20, 300, generator=g, dtype=torch.float64)
     b_enc = torch.randn(300, generator=g, dtype=torch.float64)
     b_dec = torch.randn(20, generator=g, dtype=torch.float64)
+    if ties:  # exact small integers: every product and sum is exact in fp64
+        x, W, b_enc = x.sign(), W.mul(2).round(), b_enc.round()
+        b_dec = torch.zeros_like(b_dec)
     dead = torch.rand(300, generator=g) < 0.2
     got = encode.encode_select_blocked(x, W, b_enc, b_dec, 7, aux_k, dead if aux_k else None)
     want = encode.topk_encode_reference(x, W, b_enc, 7, b_dec=b_dec, aux_k=aux_k,
                                         dead_mask=dead if aux_k else None)  # fmt: skip
+    if ties:  # torch.topk does not promise an order among ties: a stable sort does
+        pre = encode.preacts_reference(x, W, b_enc, b_dec)
+        order = torch.sort(pre, dim=1, descending=True, stable=True).indices[:, :7]
+        assert torch.equal(got.indices, order)
+        if aux_k:
+            masked = pre.masked_fill(~dead, float("-inf"))
+            order = torch.sort(masked, dim=1, descending=True, stable=True).indices[:, :aux_k]
+            assert torch.equal(got.aux_indices, order)
+        want = want._replace(indices=got.indices, aux_indices=got.aux_indices)
     for name, a, b in zip(got._fields, got, want, strict=True):
         if b is None:
             assert a is None, name
