@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _probe_common import comma_list  # noqa: E402
 from _sae_common import write_figure, write_table  # noqa: E402
 
 
@@ -28,13 +29,13 @@ def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
     from featlab.runs import DemoConfig, run_demo
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2", help="comma-separated seeds")
     ap.add_argument("--seed", type=int, default=None, help="one seed (overrides --seeds)")
     ap.add_argument("--quick", action="store_true", help="the quick demo (smoke test)")
     ap.add_argument("--out", type=Path, default=Path("results/demo_seeds"))
     ap.add_argument("--runs", type=Path, default=None, help="demo folders (default OUT/runs)")
     args = ap.parse_args(argv)
-    seeds = [args.seed] if args.seed is not None else [int(s) for s in args.seeds.split(",")]
+    seeds = [args.seed] if args.seed is not None else args.seeds
     runs = args.runs or args.out / "runs"
     models, saes, circuits, sweeps = [], [], [], []
     for seed in seeds:

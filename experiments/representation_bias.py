@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import claim_row, claims_table  # noqa: E402
-from _probe_common import parse_args, to_markdown, write_outputs  # noqa: E402
+from _probe_common import comma_list, parse_args, to_markdown, write_outputs  # noqa: E402
 
 from featlab.complexity import strength_table  # noqa: E402
 from featlab.datasets.graded import make_graded_dataset  # noqa: E402
@@ -165,7 +165,7 @@ def run(args) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     else:
         depths = [1, 2, 3, 4]
         seeds = [args.seed + i for i in range(args.seeds)]
-        widths = [int(w) for w in args.widths.split(",")]
+        widths = args.widths
         kw = dict(n_train=3000, n_eval=1500, epochs=args.epochs)
     end = kw["epochs"]
     mid = max(1, end // 3)
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     def extra(p):
         p.add_argument("--seeds", type=int, default=5)
         p.add_argument("--epochs", type=int, default=60)
-        p.add_argument("--widths", default="64,32,128",
+        p.add_argument("--widths", type=comma_list(int), default="64,32,128",
                        help="comma-separated; the first is the main setting")
 
     args = parse_args(NAME, __doc__, argv, extra)
