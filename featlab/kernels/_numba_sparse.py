@@ -23,12 +23,13 @@ gathered dot products and a row-wise top-k.
   are then 16 vertical maxima over contiguous runs, which vectorise without a horizontal
   reduction; rows with fewer than 8 blocks per entry kept take shallower stripes (fewer
   loads per block that reaches the floor). Candidates arrive out of column order, so the
-  k-list breaks ties by column. Measured on one thread (1024 superposition rows through a
-  trained SAE's encoder, the same selection, ties included), against the kernel of
-  contiguous blocks and a floor from a k-list over the first 64 blocks: 2x at 1024 latents
-  and 4x at 4096 (k 8), 3x at k 32-64; this scheme's second floor, block compaction and
-  shallower stripes add 1.2x (k 8) to 1.8x (k 32-64); AuxK's tail instead of its gather
-  saves a quarter of the selection among 3000 dead of 4096 latents. ``torch.topk`` on CPU is
+  k-list breaks ties by column. Measured on one thread, the same selection, ties included:
+  the striped blocks and the first floor against the kernel of contiguous blocks and a floor
+  from a k-list over the first 64 blocks (1024 superposition rows times a random encoder),
+  2x at 1024 latents and 4x at 4096 (k 8), 3x at k 32-64; the second floor, block
+  compaction and shallower stripes on top (1024 rows through a trained SAE's encoder), 1.2x
+  at k 8 and 1.25-1.9x at k 32-64; AuxK's tail instead of its gather saves a quarter of the
+  selection among 3000 dead of 4096 latents. ``torch.topk`` on CPU is
   slower still. (Tried and dropped: a heap for k = 32, slower than the sorted list;
   binary-search inserts, slower; replacing the minimum of an unsorted k-list, and ranking
   the candidates by counting, both slower: numba does not vectorise the count, and the

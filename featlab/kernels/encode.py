@@ -191,10 +191,10 @@ def encode_select_blocked(
         # The encoder's columns reordered live, then dead: AuxK's candidates are then the tail
         # of each row of pre-activations rather than a gather from it (27 % of the selection
         # among 3000 dead of 4096 latents), for the price of one copy of W_enc.
-        dead = dead_mask.bool()
-        cols = torch.cat([(~dead).nonzero()[:, 0], dead.nonzero()[:, 0]])
+        live = (~dead_mask.bool()).nonzero()[:, 0]
+        cols = torch.cat([live, _dead_columns(aux_k, dead_mask)])
         W, b = W.index_select(1, cols), b.index_select(0, cols)  # 4x faster than W[:, cols]
-        aux_from = d_sae - int(dead.sum())
+        aux_from = live.numel()
     else:
         cols, aux_from = torch.arange(d_sae), 0
     rows = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (d_sae * W.element_size()))
