@@ -49,6 +49,18 @@ def comma_list(cast: Callable[[str], Any]) -> Callable[[str], list]:
 _EXAMPLES = {int: "256,1024", float: "1,0.3"}
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts such as ``--repeats``: a bad or non-positive value is a
+    usage error, not an empty table and a traceback later."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got {text!r}")
+    return value
+
+
 def seeds_flag(p: argparse.ArgumentParser) -> None:
     """``--seeds`` for `parse_args(extra=...)`; None means the size's own seeds."""
     p.add_argument("--seeds", type=int, nargs="+", default=None,

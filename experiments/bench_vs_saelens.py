@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _probe_common import positive_int  # noqa: E402
 from _sae_common import endless_batches, heldout_fvu, write_figure, write_table  # noqa: E402
 
 SIZES = {
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/bench_vs_saelens"))
     p.add_argument("--steps", type=int, default=None, help="override the number of steps")
-    p.add_argument("--repeats", type=int, default=None, help="override the repeats")
+    p.add_argument("--repeats", type=positive_int, default=None, help="override the repeats")
     p.add_argument("--profile", action="store_true", help="also print cProfile tables")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", module="sae_lens")

@@ -34,7 +34,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _claims import mean_ci  # noqa: E402
 from _peers import require, train_sparsify  # noqa: E402
-from _probe_common import comma_list, parse_args, print_tables, seeds_flag, write_outputs  # noqa: E402
+from _probe_common import (  # noqa: E402
+    comma_list,
+    parse_args,
+    positive_int,
+    print_tables,
+    seeds_flag,
+    write_outputs,
+)
 from _sae_common import endless_batches, gao_lr, heldout_fvu  # noqa: E402
 
 NAME = "bench_vs_sparsify"
@@ -60,7 +67,7 @@ def _flags(p: Any) -> None:
     p.add_argument("--ks", type=comma_list(int), default=None,
                    help="comma-separated k (default: 8)")
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed runs per arm and seed, the best kept (default: 2)")
 
 
